@@ -1,0 +1,4 @@
+"""Device runtime: numpy maths, metrics, image decoding, LiteRT interpreter, Annoy gallery, CLIs.
+
+Never imports TensorFlow, train/ or export/.
+"""

@@ -1,0 +1,1 @@
+"""Workstation side: Keras encoder -> TFLite, calibration and the device bundle (needs TensorFlow)."""

@@ -1,0 +1,1 @@
+"""Workstation side: data, Siamese MobileNetV2 training and evaluation (needs TensorFlow)."""

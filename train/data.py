@@ -1,0 +1,181 @@
+"""Class-folder data sets: listing, the deterministic split, and decoding into memory.
+
+A data set is a folder of ``<class>/<image>`` sub-folders (tf_flowers' own layout). Images are
+decoded with the device's decoder (``edge.images``), so training and the device agree on colour
+order, grayscale/RGBA handling and EXIF orientation. Bad files are reported and skipped before
+training starts, never halfway through an epoch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from edge.images import ImageError, is_image_file, read_image
+from edge.preprocess import resize_image, shrink_to_short_side
+
+log = logging.getLogger(__name__)
+
+
+class DatasetError(ValueError):
+    """The data folder cannot be used; the message says why."""
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One image of the data set: its path relative to the data folder and its class."""
+
+    path: str
+    class_name: str
+
+
+@dataclass
+class LoadedImages:
+    """Decoded images kept in memory for a run."""
+
+    records: list[ImageRecord]
+    labels: np.ndarray
+    """(N,) int class index into the data set's class names."""
+    clean: np.ndarray
+    """(N, S, S, 3) uint8: the image exactly as the device feeds it (squashed to S)."""
+    sources: list[np.ndarray]
+    """Downscaled originals (short side <= 1.15 S) from which augmented views are cropped."""
+
+
+def list_images(data_dir: Path) -> tuple[list[ImageRecord], list[str]]:
+    """Lists ``data_dir/<class>/<image>`` files, sorted, independent of file-system order.
+
+    Returns:
+      The records and the sorted class names that have at least one image.
+
+    Raises:
+      DatasetError: the folder is missing or holds fewer than two classes with images.
+    """
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise DatasetError(f"data folder {data_dir} does not exist; expected <class>/<image> sub-folders")
+    records: list[ImageRecord] = []
+    class_names: list[str] = []
+    for class_dir in sorted(p for p in data_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        files = sorted(p for p in class_dir.rglob("*") if is_image_file(p))
+        if not files:
+            log.warning("class folder %s has no images; skipped", class_dir)
+            continue
+        class_names.append(class_dir.name)
+        records.extend(ImageRecord(p.relative_to(data_dir).as_posix(), class_dir.name) for p in files)
+    if len(class_names) < 2:
+        raise DatasetError(
+            f"{data_dir} has {len(class_names)} class folder(s) with images ({class_names}); "
+            "similarity training needs at least 2 classes as <class>/<image> sub-folders"
+        )
+    return records, class_names
+
+
+def split_fraction(path: str, salt: str) -> float:
+    """A number in [0, 1) fixed by the relative path and salt alone (sha256)."""
+    digest = hashlib.sha256(f"{salt}:{path}".encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64
+
+
+def split_records(
+    records: Sequence[ImageRecord], test_fraction: float, salt: str
+) -> tuple[list[ImageRecord], list[ImageRecord]]:
+    """Stratified, deterministic train/test split.
+
+    Within every class the images are ordered by the hash of their relative path and the first
+    ``round(n * test_fraction)`` (at least one, when the class has two or more) go to test. The
+    result depends on the names only: not on listing order, machine or Python's hash seed.
+    """
+    by_class: dict[str, list[ImageRecord]] = {}
+    for record in records:
+        by_class.setdefault(record.class_name, []).append(record)
+    train, test = [], []
+    for class_name in sorted(by_class):
+        members = sorted(by_class[class_name], key=lambda r: (split_fraction(r.path, salt), r.path))
+        n_test = int(round(len(members) * test_fraction))
+        if len(members) >= 2:
+            n_test = min(max(n_test, 1), len(members) - 1)
+        else:
+            n_test = 0
+        test.extend(members[:n_test])
+        train.extend(members[n_test:])
+    return sorted(train, key=lambda r: r.path), sorted(test, key=lambda r: r.path)
+
+
+def cap_per_class(records: Sequence[ImageRecord], limit: int | None) -> list[ImageRecord]:
+    """Keeps at most ``limit`` records of every class (the first by path); None keeps all."""
+    if limit is None:
+        return list(records)
+    kept: list[ImageRecord] = []
+    counts: dict[str, int] = {}
+    for record in records:
+        if counts.get(record.class_name, 0) < limit:
+            kept.append(record)
+            counts[record.class_name] = counts.get(record.class_name, 0) + 1
+    return kept
+
+
+def load_images(
+    data_dir: Path,
+    records: Iterable[ImageRecord],
+    class_names: Sequence[str],
+    size: int,
+    progress: bool = False,
+) -> tuple[LoadedImages, list[tuple[str, str]]]:
+    """Decodes records into memory; bad files are skipped with a warning.
+
+    Returns:
+      The loaded images and a list of ``(path, reason)`` for every skipped file.
+    """
+    records = list(records)
+    index_of = {name: i for i, name in enumerate(class_names)}
+    kept, labels, clean, sources, skipped = [], [], [], [], []
+    for record in _progress(records, progress, "decode"):
+        try:
+            rgb = read_image(Path(data_dir) / record.path)
+        except ImageError as error:
+            log.warning("skipping %s: %s", record.path, error)
+            skipped.append((record.path, str(error)))
+            continue
+        kept.append(record)
+        labels.append(index_of[record.class_name])
+        clean.append(resize_image(rgb, size, size))
+        sources.append(shrink_to_short_side(rgb, int(round(size * 1.15))))
+    clean_array = np.stack(clean) if clean else np.zeros((0, size, size, 3), np.uint8)
+    loaded = LoadedImages(kept, np.asarray(labels, dtype=np.int64), clean_array, sources)
+    return loaded, skipped
+
+
+def write_split_lists(run_dir: Path, train: Sequence[ImageRecord], test: Sequence[ImageRecord]) -> None:
+    """Writes ``split/train.txt`` and ``split/test.txt``: ``<relative path>\\t<class>`` per line."""
+    split_dir = Path(run_dir) / "split"
+    split_dir.mkdir(parents=True, exist_ok=True)
+    for name, records in (("train", train), ("test", test)):
+        lines = "".join(f"{r.path}\t{r.class_name}\n" for r in records)
+        (split_dir / f"{name}.txt").write_text(lines, encoding="utf-8")
+
+
+def read_split_list(path: Path) -> list[ImageRecord]:
+    """Reads a split list written by :func:`write_split_lists`."""
+    records = []
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        parts = line.split("\t")
+        if len(parts) != 2:
+            raise DatasetError(f"{path}:{number}: expected '<path>\\t<class>', got {line!r}")
+        records.append(ImageRecord(parts[0], parts[1]))
+    return records
+
+
+def _progress(items: list, enabled: bool, description: str):
+    if not enabled:
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, desc=description, unit="img", leave=False)

@@ -1,0 +1,177 @@
+"""The embedding tower (its own named Keras model), the Siamese pair model, and the split used
+to train the top blocks on cached lower-block features.
+
+Tower: uint8-range RGB (0..255) -> Rescaling to [-1, 1] -> MobileNetV2 -> global average pool ->
+Dense projection -> L2 normalisation. The pixels -> [-1, 1] step lives inside the model so that the
+exported encoder takes raw pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+from keras import layers, ops
+
+ENCODER_NAME = "encoder"
+PROJECTION_LAYER = "projection"
+NORMALIZE_LAYER = "l2_normalize"
+
+
+@dataclass
+class Tower:
+    """The encoder and the pieces that let stage 2 train its top on cached features."""
+
+    encoder: keras.Model
+    backbone: keras.Model
+    pool: layers.Layer
+    projection: layers.Dense
+    normalize: layers.Layer
+
+
+def resolve_weights(weights: str) -> str | None:
+    """Maps the --weights option to what Keras takes, checking that a local file exists."""
+    if weights == "imagenet":
+        return "imagenet"
+    if weights.lower() == "none":
+        return None
+    path = Path(weights)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"weights file {path} does not exist; pass 'imagenet' (needs a network), 'none', "
+            "or the MobileNetV2 no-top .h5 file"
+        )
+    return str(path)
+
+
+def build_tower(input_size: int, embedding_size: int, weights: str, alpha: float = 1.0) -> Tower:
+    """Builds the MobileNetV2 embedding tower with every BatchNorm layer frozen.
+
+    BatchNorm stays in inference mode for good: MobileNetV2's momentum of 0.999 collapses the
+    embeddings after a short fine-tune otherwise (../shared/NOTES.md, "BatchNorm trap").
+    """
+    backbone = keras.applications.MobileNetV2(
+        input_shape=(input_size, input_size, 3),
+        alpha=alpha,
+        include_top=False,
+        weights=resolve_weights(weights),
+    )
+    backbone.trainable = False
+    pool = layers.GlobalAveragePooling2D(name="pool")
+    projection = layers.Dense(embedding_size, name=PROJECTION_LAYER)
+    normalize = layers.UnitNormalization(name=NORMALIZE_LAYER)
+    pixels = keras.Input((input_size, input_size, 3), name="pixels")
+    scaled = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="to_unit_range")(pixels)
+    embedding = normalize(projection(pool(backbone(scaled))))
+    encoder = keras.Model(pixels, embedding, name=ENCODER_NAME)
+    return Tower(encoder, backbone, pool, projection, normalize)
+
+
+def split_point(backbone: keras.Model, first_trainable_block: int):
+    """The tensor entering ``block_<n>``: frozen below, trainable from there up."""
+    return backbone.get_layer(f"block_{first_trainable_block}_expand").input
+
+
+def lower_blocks(tower: Tower, first_trainable_block: int) -> keras.Model:
+    """Frozen part of the backbone: pixels (0..255) to the feature map entering the split block."""
+    backbone = tower.backbone
+    scaled_input = tower.encoder.get_layer("to_unit_range")
+    pixels = keras.Input(backbone.input.shape[1:], name="pixels")
+    lower = keras.Model(backbone.input, split_point(backbone, first_trainable_block))
+    return keras.Model(pixels, lower(scaled_input(pixels)), name="lower_blocks")
+
+
+def upper_blocks(tower: Tower, first_trainable_block: int) -> keras.Model:
+    """Top of the backbone from the split to the last feature map; shares the tower's weights."""
+    backbone = tower.backbone
+    return keras.Model(split_point(backbone, first_trainable_block), backbone.output, name="upper_blocks")
+
+
+def set_fine_tuning(tower: Tower, first_trainable_block: int) -> None:
+    """Makes blocks >= ``first_trainable_block`` and Conv_1 trainable, BatchNorm excepted."""
+    prefixes = tuple(f"block_{i}_" for i in range(first_trainable_block, 17)) + ("Conv_1",)
+    tower.backbone.trainable = True
+    for layer in tower.backbone.layers:
+        trainable = layer.name.startswith(prefixes) and not isinstance(layer, layers.BatchNormalization)
+        layer.trainable = trainable
+
+
+class CosineClassifier(layers.Layer):
+    """Normalised-softmax head: logits = scale * cos(embedding, class weight)."""
+
+    def __init__(self, num_classes: int, scale: float = 16.0, **kwargs):
+        super().__init__(**kwargs)
+        self.num_classes = num_classes
+        self.scale = scale
+
+    def build(self, input_shape):
+        self.class_weights = self.add_weight(
+            shape=(input_shape[-1], self.num_classes), initializer="glorot_uniform", name="class_weights"
+        )
+
+    def call(self, embeddings):
+        weights = self.class_weights / ops.sqrt(ops.sum(ops.square(self.class_weights), axis=0, keepdims=True) + 1e-12)
+        return self.scale * ops.matmul(embeddings, weights)
+
+    def get_config(self):
+        return {**super().get_config(), "num_classes": self.num_classes, "scale": self.scale}
+
+
+class PairHead(layers.Layer):
+    """Siamese "same?" head: sigmoid(Dense(|a - b|)), the seed project's L1 pair score."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.score = layers.Dense(1, activation="sigmoid", name="same_probability")
+
+    def build(self, input_shape):
+        self.score.build(input_shape[0])
+
+    def call(self, inputs):
+        first, second = inputs
+        return self.score(ops.abs(first - second))
+
+
+class EuclideanDistance(layers.Layer):
+    """||a - b||, kept away from 0 so that its gradient stays finite."""
+
+    def call(self, inputs):
+        first, second = inputs
+        return ops.sqrt(ops.maximum(ops.sum(ops.square(first - second), axis=-1, keepdims=True), 1e-12))
+
+
+def build_pair_model(embedder: keras.Model, head: PairHead | None = None) -> keras.Model:
+    """Two inputs through the *same* embedder (shared weights), then the L1 pair head.
+
+    Returns:
+      A model mapping ``[a, b]`` to the probability that they show the same class (label 1).
+    """
+    head = head or PairHead(name="pair_head")
+    first = keras.Input(embedder.input.shape[1:], name="first")
+    second = keras.Input(embedder.input.shape[1:], name="second")
+    return keras.Model([first, second], head([embedder(first), embedder(second)]), name="siamese")
+
+
+def pair_distance_model(embedder: keras.Model) -> keras.Model:
+    """Two inputs through the same embedder -> Euclidean distance (for the contrastive loss)."""
+    first = keras.Input(embedder.input.shape[1:], name="first")
+    second = keras.Input(embedder.input.shape[1:], name="second")
+    distance = EuclideanDistance(name="distance")([embedder(first), embedder(second)])
+    return keras.Model([first, second], distance, name="siamese_distance")
+
+
+def export_encoder(encoder: keras.Model) -> keras.Model:
+    """The encoder without its final L2 normalisation (the device normalises in numpy).
+
+    ``UnitNormalization`` does not quantise fully to int8 (../shared/NOTES.md); cosine similarity
+    does not change when the unit scaling is done after the model.
+    """
+    return keras.Model(encoder.input, encoder.get_layer(PROJECTION_LAYER).output, name="encoder_unnormalized")
+
+
+CUSTOM_OBJECTS = {
+    "CosineClassifier": CosineClassifier,
+    "PairHead": PairHead,
+    "EuclideanDistance": EuclideanDistance,
+}

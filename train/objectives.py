@@ -1,0 +1,75 @@
+"""Training objectives: wrap an embedder (input -> unit embedding) for the chosen loss and make
+each epoch's data from cached features.
+
+- ``softmax``: cosine classifier on the embedding; class-balanced batches.
+- ``triplet``: semi-hard triplet loss on the embedding; P classes x K images per batch.
+- ``contrastive``: Siamese distance model on balanced pairs (same = 1 means similar).
+- ``bce``: Siamese L1 pair head with a sigmoid "same?" score on balanced pairs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import keras
+import numpy as np
+
+from train import losses
+from train.model import CosineClassifier, PairHead, build_pair_model, pair_distance_model
+from train.sampling import balanced_pairs, class_balanced_batches
+
+# features_of(indices, rng) -> the model inputs of those training images (one view each)
+FeatureFn = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+
+
+@dataclass
+class Heads:
+    """Layers that outlive one stage, so stage 2 starts from what stage 1 learned."""
+
+    classifier: CosineClassifier
+    pair_head: PairHead
+
+
+def make_heads(num_classes: int, cosine_scale: float) -> Heads:
+    return Heads(CosineClassifier(num_classes, cosine_scale, name="cosine_classifier"), PairHead(name="pair_head"))
+
+
+def training_model(embedder: keras.Model, loss: str, heads: Heads, margin: float) -> tuple[keras.Model, object]:
+    """The Keras model to fit and its loss, for ``loss`` in train.config.LOSSES."""
+    if loss == "softmax":
+        return keras.Model(embedder.input, heads.classifier(embedder.output)), losses.sparse_softmax_loss()
+    if loss == "triplet":
+        return embedder, losses.triplet_semihard_loss(margin)
+    if loss == "contrastive":
+        return pair_distance_model(embedder), losses.contrastive_loss(margin)
+    if loss == "bce":
+        return build_pair_model(embedder, heads.pair_head), keras.losses.BinaryCrossentropy()
+    raise ValueError(f"unknown loss {loss!r}")
+
+
+def epoch_data(
+    loss: str,
+    labels: np.ndarray,
+    features_of: FeatureFn,
+    batch_size: int,
+    pairs_per_epoch: int,
+    rng: np.random.Generator,
+) -> tuple[object, np.ndarray]:
+    """One epoch of ``(x, y)`` in batch order (fit with ``shuffle=False``)."""
+    if loss in ("softmax", "triplet"):
+        num_batches = max(1, len(labels) // batch_size)
+        order = class_balanced_batches(labels, batch_size, num_batches, rng).reshape(-1)
+        return features_of(order, rng), labels[order]
+    pairs = balanced_pairs(labels, pairs_per_epoch, rng)
+    x = [features_of(pairs[:, 0], rng), features_of(pairs[:, 1], rng)]
+    return x, pairs[:, 2].astype(np.float32)
+
+
+def effective_batch_size(loss: str, labels: np.ndarray, batch_size: int) -> int:
+    """The batch size that keeps class-balanced batches intact (P*K may be below batch_size)."""
+    if loss not in ("softmax", "triplet"):
+        return batch_size
+    num_classes = len(np.unique(labels))
+    per_batch = min(num_classes, max(2, batch_size // 2))
+    return per_batch * max(2, batch_size // per_batch)

@@ -1,0 +1,247 @@
+"""One training run, start to finish: data -> frozen baseline -> stage 1 -> stage 2 -> evaluation
+-> run folder.
+
+Stage 1 trains the projection head (and the loss's own head) on cached pooled features of the
+frozen backbone. Stage 2 fine-tunes MobileNetV2 blocks >= ``fine_tune_from_block`` on cached
+lower-block feature maps of ``augmented_views`` augmented views per image; BatchNorm stays frozen.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from train import objectives
+from train.config import TrainConfig
+from train.data import DatasetError, cap_per_class, list_images, load_images, split_records, write_split_lists
+from train.evaluate import evaluate_embeddings, nearest_neighbours, pair_cosine_distances, summary_line
+from train.features import augmented_view_features, pick_views, run_in_batches
+from train.model import build_pair_model, build_tower, lower_blocks, set_fine_tuning, upper_blocks
+from train.plots import plot_history, retrieval_grid, save_rgb_png
+from train.sampling import balanced_pairs
+from edge.metrics import roc_auc
+
+log = logging.getLogger(__name__)
+BASELINE_KEY = "baseline_frozen_imagenet"
+
+
+def resolve_data_dir(config: TrainConfig) -> Path:
+    """The class-folder root: the given folder, or tf_flowers unpacked by tensorflow-datasets."""
+    if config.data_dir:
+        return Path(config.data_dir)
+    from train.tfds_source import materialize_tfds_folder
+
+    return materialize_tfds_folder(Path(config.dataset_cache))
+
+
+def make_strategy(name: str):
+    """``default``: one device. ``mirrored``: all GPUs, or every logical CPU when there is none."""
+    import tensorflow as tf
+
+    if name == "default":
+        return tf.distribute.get_strategy()
+    devices = [d.name for d in tf.config.list_logical_devices("GPU")]
+    devices = devices or [d.name for d in tf.config.list_logical_devices("CPU")]
+    return tf.distribute.MirroredStrategy(devices)
+
+
+def train(config: TrainConfig) -> dict:
+    """Runs training and evaluation; writes the run folder; returns metrics.json's content."""
+    started = time.time()
+    run_dir = Path(config.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(config.to_json(), encoding="utf-8")
+    keras.utils.set_random_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    timing: dict[str, float] = {}
+
+    data_dir = resolve_data_dir(config)
+    records, class_names = list_images(data_dir)
+    unknown = sorted(set(config.holdout_classes) - set(class_names))
+    if unknown:
+        raise DatasetError(f"held-out classes {unknown} are not in {data_dir} (classes: {class_names})")
+    if len(class_names) - len(config.holdout_classes) < 2:
+        raise DatasetError("at least 2 classes must remain for training after --holdout-classes")
+    records = cap_per_class(records, config.max_images_per_class)
+    train_records, test_records = split_records(records, config.test_fraction, config.split_salt)
+    size = config.input_size
+    train_set, skipped = load_images(data_dir, train_records, class_names, size, config.progress)
+    test_set, skipped_test = load_images(data_dir, test_records, class_names, size, config.progress)
+    skipped += skipped_test
+    if len(test_set.records) == 0:
+        raise DatasetError("the test split is empty after skipping unreadable images")
+    write_split_lists(run_dir, train_set.records, test_set.records)
+    timing["load_seconds"] = time.time() - started
+
+    holdout_ids = [class_names.index(c) for c in config.holdout_classes]
+    fit_rows = np.flatnonzero(~np.isin(train_set.labels, holdout_ids))
+    fit_class_ids = sorted(set(train_set.labels[fit_rows].tolist()))
+    fit_labels = np.searchsorted(fit_class_ids, train_set.labels[fit_rows])
+
+    strategy = make_strategy(config.strategy)
+    with strategy.scope():
+        tower = build_tower(size, config.embedding_size, config.weights, config.alpha)
+        heads = objectives.make_heads(len(fit_class_ids), config.cosine_scale)
+        lower = lower_blocks(tower, config.fine_tune_from_block)
+        upper = upper_blocks(tower, config.fine_tune_from_block)
+        pooled = keras.Model(upper.input, tower.pool(upper.output))
+
+    tick = time.time()
+    clean_train = run_in_batches(lower, train_set.clean, dtype=np.float32)
+    clean_test = run_in_batches(lower, test_set.clean, dtype=np.float32)
+    baseline_train = run_in_batches(pooled, clean_train, dtype=np.float32)
+    baseline_test = run_in_batches(pooled, clean_test, dtype=np.float32)
+    timing["frozen_features_seconds"] = time.time() - tick
+    evaluate = lambda gallery, queries: evaluate_embeddings(  # noqa: E731
+        gallery, train_set.labels, queries, test_set.labels, class_names,
+        config.holdout_classes, config.eval_pairs, config.seed,
+    )
+    baseline_report = evaluate(baseline_train, baseline_test)
+    log.info(summary_line("baseline", baseline_report))
+
+    history: dict[str, list[float]] = {"stage 1": [], "stage 2": []}
+    tick = time.time()
+    with strategy.scope():
+        vectors = keras.Input(baseline_train.shape[1:], name="pooled_features")
+        head_only = keras.Model(vectors, tower.normalize(tower.projection(vectors)))
+        model, loss = objectives.training_model(head_only, config.loss, heads, config.margin)
+        model.compile(optimizer=keras.optimizers.Adam(config.head_learning_rate), loss=loss)
+    fit_pooled = baseline_train[fit_rows]
+    history["stage 1"] = _fit_epochs(
+        model, config, fit_labels, lambda idx, _: fit_pooled[idx], config.head_epochs, rng, "stage 1"
+    )
+    timing["stage1_seconds"] = time.time() - tick
+
+    tick = time.time()
+    with strategy.scope():
+        maps = keras.Input(clean_train.shape[1:], name="lower_features")
+        upper_embedder = keras.Model(maps, tower.normalize(tower.projection(tower.pool(upper(maps)))))
+    if config.fine_tune_epochs > 0:
+        views = augmented_view_features(
+            lower, [train_set.sources[i] for i in fit_rows], size, config.augmented_views,
+            config.seed, progress=config.progress,
+        )
+        timing["augmented_views_seconds"] = time.time() - tick
+        set_fine_tuning(tower, config.fine_tune_from_block)
+        with strategy.scope():
+            model, loss = objectives.training_model(upper_embedder, config.loss, heads, config.margin)
+            schedule = _cosine_schedule(config, _steps_per_epoch(config, fit_labels))
+            model.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss)
+        history["stage 2"] = _fit_epochs(
+            model, config, fit_labels, lambda idx, r: pick_views(views, idx, r),
+            config.fine_tune_epochs, rng, "stage 2",
+        )
+        del views
+    timing["stage2_seconds"] = time.time() - tick
+
+    trained_train = run_in_batches(upper_embedder, clean_train, dtype=np.float32)
+    trained_test = run_in_batches(upper_embedder, clean_test, dtype=np.float32)
+    trained_report = evaluate(trained_train, trained_test)
+    log.info(summary_line("trained", trained_report))
+
+    pair_report = _fit_pair_head(tower, heads, config, trained_train, trained_test, train_set.labels, test_set.labels, rng)
+    encoder_check = _check_encoder(tower.encoder, test_set.clean[:16], trained_test[:16])
+    tower.encoder.save(run_dir / "encoder.keras")
+    build_pair_model(tower.encoder, heads.pair_head).save(run_dir / "siamese.keras")
+    timing["total_seconds"] = time.time() - started
+
+    metrics = {
+        "trained": trained_report,
+        BASELINE_KEY: baseline_report,
+        "pair_head": pair_report,
+        "encoder_check": encoder_check,
+        "data": {
+            "data_dir": str(data_dir),
+            "classes": class_names,
+            "holdout_classes": list(config.holdout_classes),
+            "num_train": len(train_set.records),
+            "num_test": len(test_set.records),
+            "num_trained_on": int(len(fit_rows)),
+            "skipped": [{"path": p, "reason": r} for p, r in skipped],
+        },
+        "timing": {k: round(v, 1) for k, v in timing.items()},
+    }
+    _write_json(run_dir / "metrics.json", metrics)
+    _write_json(run_dir / "history.json", history)
+    _write_json(run_dir / "classes.json", {"classes": class_names})
+    plot_history(history, run_dir / "loss.png")
+    _save_grid(run_dir / "retrieval_grid.png", config, train_set, test_set, class_names, trained_train, trained_test)
+    return metrics
+
+
+def _fit_epochs(model, config: TrainConfig, labels, features_of, epochs: int, rng, stage: str) -> list[float]:
+    losses = []
+    batch_size = objectives.effective_batch_size(config.loss, labels, config.batch_size)
+    for epoch in range(epochs):
+        tick = time.time()
+        x, y = objectives.epoch_data(config.loss, labels, features_of, batch_size, config.pairs_per_epoch, rng)
+        result = model.fit(x, y, batch_size=batch_size, epochs=1, shuffle=False, verbose=1 if config.progress else 0)
+        losses.append(float(result.history["loss"][-1]))
+        log.info("%s epoch %d/%d: loss %.4f (%.0f s)", stage, epoch + 1, epochs, losses[-1], time.time() - tick)
+    return losses
+
+
+def _steps_per_epoch(config: TrainConfig, labels: np.ndarray) -> int:
+    batch_size = objectives.effective_batch_size(config.loss, labels, config.batch_size)
+    items = len(labels) if config.loss in ("softmax", "triplet") else config.pairs_per_epoch
+    return max(1, items // batch_size)
+
+
+def _cosine_schedule(config: TrainConfig, steps_per_epoch: int):
+    total = max(2, steps_per_epoch * config.fine_tune_epochs)
+    warmup = min(steps_per_epoch, total // 2)
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=config.fine_tune_learning_rate / 10,
+        decay_steps=total - warmup,
+        warmup_target=config.fine_tune_learning_rate,
+        warmup_steps=warmup,
+        alpha=0.01,
+    )
+
+
+def _fit_pair_head(tower, heads, config, train_emb, test_emb, train_labels, test_labels, rng) -> dict:
+    """Stage 3: the Siamese L1 pair head on the trained embeddings (skipped if it was the loss)."""
+    vectors = keras.Input((train_emb.shape[1],), name="embedding")
+    identity = keras.Model(vectors, vectors)
+    pair_model = build_pair_model(identity, heads.pair_head)
+    if config.loss != "bce":
+        pair_model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="binary_crossentropy")
+        pairs = balanced_pairs(train_labels, 20000, rng)
+        pair_model.fit([train_emb[pairs[:, 0]], train_emb[pairs[:, 1]]], pairs[:, 2], batch_size=256, epochs=5, verbose=0)
+    test_pairs = balanced_pairs(test_labels, config.eval_pairs, np.random.default_rng(config.seed))
+    scores = pair_model.predict([test_emb[test_pairs[:, 0]], test_emb[test_pairs[:, 1]]], verbose=0)[:, 0]
+    return {
+        "roc_auc": roc_auc(scores, test_pairs[:, 2]),
+        "cosine_roc_auc": roc_auc(-pair_cosine_distances(test_emb, test_pairs), test_pairs[:, 2]),
+        "note": "sigmoid(Dense(|a-b|)) head of siamese.keras on test pairs; same = 1 means similar",
+    }
+
+
+def _check_encoder(encoder, images: np.ndarray, cached_embeddings: np.ndarray) -> dict:
+    """The assembled pixels->embedding encoder must match the cached-feature path it was trained by."""
+    direct = np.asarray(encoder.predict(images.astype(np.float32), verbose=0))
+    return {"images": int(len(images)), "max_abs_diff": float(np.abs(direct - cached_embeddings).max())}
+
+
+def _save_grid(path, config, train_set, test_set, class_names, train_emb, test_emb) -> None:
+    rng = np.random.default_rng(config.seed)
+    count = min(config.grid_queries, len(test_set.records))
+    queries = np.sort(rng.choice(len(test_set.records), size=count, replace=False))
+    order, similarity = nearest_neighbours(test_emb[queries], train_emb, 5)
+    grid = retrieval_grid(
+        [test_set.clean[q] for q in queries],
+        [class_names[test_set.labels[q]] for q in queries],
+        [[train_set.clean[j] for j in row] for row in order],
+        [[class_names[train_set.labels[j]] for j in row] for row in order],
+        similarity.tolist(),
+    )
+    save_rgb_png(grid, path)
+
+
+def _write_json(path: Path, value) -> None:
+    path.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
