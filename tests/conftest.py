@@ -86,3 +86,46 @@ def bad_files(tmp_path_factory) -> dict[str, Path]:
     files["one_pixel"] = root / "dot.png"
     cv2.imwrite(str(files["one_pixel"]), np.zeros((1, 1, 3), np.uint8))
     return files
+
+
+# A tiny tower: random weights, 32 px, alpha 0.35 - seconds to train and convert on 2 cores.
+TINY_TRAIN_ARGS = ["--weights", "none", "--input-size", "32", "--alpha", "0.35", "--embedding-size", "16",
+                   "--head-epochs", "1", "--fine-tune-epochs", "1", "--augmented-views", "1",
+                   "--fine-tune-from-block", "14", "--batch-size", "12", "--eval-pairs", "200", "--no-progress"]
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> Path:
+    return make_class_folder(tmp_path_factory.mktemp("tiny") / "data", per_class=12, size=48)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_data) -> Path:
+    from train.__main__ import main as train_main
+
+    run = tiny_data.parent / "run"
+    assert train_main(["--data-dir", str(tiny_data), "--run-dir", str(run), *TINY_TRAIN_ARGS]) == 0
+    return run
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tiny_run) -> Path:
+    """A real int8 bundle of the tiny run, made once per session; copy it before changing it."""
+    from export.__main__ import main as export_main
+
+    bundle = tiny_run.parent / "bundle"
+    # An untrained toy model may lose more than 1 point in int8; the tolerance is tested elsewhere.
+    argv = ["--run", str(tiny_run), "--bundle", str(bundle), "--calibration-images", "24", "--pairs", "200",
+            "--tolerance", "100", "--trees", "8"]
+    assert export_main(argv) == 0
+    return bundle
+
+
+@pytest.fixture
+def bundle_copy(tiny_bundle, tmp_path) -> Path:
+    """A private copy of the session bundle, free to modify."""
+    import shutil
+
+    target = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, target)
+    return target

@@ -6,25 +6,14 @@ import json
 import numpy as np
 import pytest
 
-from conftest import make_class_folder
+from conftest import TINY_TRAIN_ARGS, make_class_folder
 from train.__main__ import main as train_main
 from train.run_folder import RunFolderError, evaluate_saved_run, open_run
 
-TINY = ["--weights", "none", "--input-size", "32", "--alpha", "0.35", "--embedding-size", "16",
-        "--head-epochs", "1", "--fine-tune-epochs", "1", "--augmented-views", "1",
-        "--fine-tune-from-block", "14", "--batch-size", "12", "--eval-pairs", "200", "--no-progress"]
+TINY = TINY_TRAIN_ARGS
 
 RUN_FILES = ["config.json", "encoder.keras", "siamese.keras", "metrics.json", "history.json",
              "classes.json", "loss.png", "retrieval_grid.png", "split/train.txt", "split/test.txt"]
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("smoke")
-    data = make_class_folder(root / "data", per_class=10, size=40)
-    run = root / "run"
-    assert train_main(["--data-dir", str(data), "--run-dir", str(run), *TINY]) == 0
-    return run
 
 
 def test_run_folder_is_complete(tiny_run):

@@ -43,6 +43,8 @@ class TrainConfig:
     """Margin of the triplet and contrastive losses (in embedding distance)."""
     cosine_scale: float = 16.0
     """Scale of the cosine-softmax logits."""
+    cosine_margin: float = 0.0
+    """Additive cosine margin (CosFace) subtracted from the true class's cosine during training."""
     head_epochs: int = 30
     """Stage 1: epochs of the projection head on cached frozen features."""
     head_learning_rate: float = 1e-3

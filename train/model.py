@@ -68,6 +68,26 @@ def build_tower(input_size: int, embedding_size: int, weights: str, alpha: float
     return Tower(encoder, backbone, pool, projection, normalize)
 
 
+def recalibrate_batchnorm(tower: Tower, images, batch_size: int = 128) -> None:
+    """Sets every BatchNorm layer's moving mean and variance to the statistics of ``images``.
+
+    Needed only for a backbone without pretrained weights: its BatchNorm layers start at mean 0,
+    variance 1, so in inference mode the activations saturate ReLU6 and every image maps to the
+    same embedding. A training-mode pass with momentum 0 copies the batch statistics in.
+    """
+    norms = [layer for layer in tower.backbone.layers if isinstance(layer, layers.BatchNormalization)]
+    saved = [(layer.momentum, layer.trainable) for layer in norms]
+    for layer in norms:
+        layer.momentum, layer.trainable = 0.0, True
+    scale = tower.encoder.get_layer("to_unit_range")
+    batch = ops.convert_to_tensor(images[:batch_size], dtype="float32")
+    # In training mode each BatchNorm normalises with its batch statistics, so every layer sees the
+    # activations it will see at inference once those statistics are stored.
+    tower.backbone(scale(batch), training=True)
+    for layer, (momentum, trainable) in zip(norms, saved):
+        layer.momentum, layer.trainable = momentum, trainable
+
+
 def split_point(backbone: keras.Model, first_trainable_block: int):
     """The tensor entering ``block_<n>``: frozen below, trainable from there up."""
     return backbone.get_layer(f"block_{first_trainable_block}_expand").input

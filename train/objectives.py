@@ -35,10 +35,13 @@ def make_heads(num_classes: int, cosine_scale: float) -> Heads:
     return Heads(CosineClassifier(num_classes, cosine_scale, name="cosine_classifier"), PairHead(name="pair_head"))
 
 
-def training_model(embedder: keras.Model, loss: str, heads: Heads, margin: float) -> tuple[keras.Model, object]:
+def training_model(
+    embedder: keras.Model, loss: str, heads: Heads, margin: float, cosine_margin: float = 0.0
+) -> tuple[keras.Model, object]:
     """The Keras model to fit and its loss, for ``loss`` in train.config.LOSSES."""
     if loss == "softmax":
-        return keras.Model(embedder.input, heads.classifier(embedder.output)), losses.sparse_softmax_loss()
+        model = keras.Model(embedder.input, heads.classifier(embedder.output))
+        return model, losses.cosine_softmax_loss(heads.classifier.scale, cosine_margin)
     if loss == "triplet":
         return embedder, losses.triplet_semihard_loss(margin)
     if loss == "contrastive":

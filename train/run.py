@@ -21,7 +21,14 @@ from train.config import TrainConfig
 from train.data import DatasetError, cap_per_class, list_images, load_images, split_records, write_split_lists
 from train.evaluate import evaluate_embeddings, nearest_neighbours, pair_cosine_distances, summary_line
 from train.features import augmented_view_features, pick_views, run_in_batches
-from train.model import build_pair_model, build_tower, lower_blocks, set_fine_tuning, upper_blocks
+from train.model import (
+    build_pair_model,
+    build_tower,
+    lower_blocks,
+    recalibrate_batchnorm,
+    set_fine_tuning,
+    upper_blocks,
+)
 from train.plots import plot_history, retrieval_grid, save_rgb_png
 from train.sampling import balanced_pairs
 from edge.metrics import roc_auc
@@ -91,6 +98,8 @@ def train(config: TrainConfig) -> dict:
         upper = upper_blocks(tower, config.fine_tune_from_block)
         pooled = keras.Model(upper.input, tower.pool(upper.output))
 
+    if config.weights.lower() == "none":
+        recalibrate_batchnorm(tower, train_set.clean[fit_rows])
     tick = time.time()
     clean_train = run_in_batches(lower, train_set.clean, dtype=np.float32)
     clean_test = run_in_batches(lower, test_set.clean, dtype=np.float32)
@@ -109,7 +118,7 @@ def train(config: TrainConfig) -> dict:
     with strategy.scope():
         vectors = keras.Input(baseline_train.shape[1:], name="pooled_features")
         head_only = keras.Model(vectors, tower.normalize(tower.projection(vectors)))
-        model, loss = objectives.training_model(head_only, config.loss, heads, config.margin)
+        model, loss = objectives.training_model(head_only, config.loss, heads, config.margin, config.cosine_margin)
         model.compile(optimizer=keras.optimizers.Adam(config.head_learning_rate), loss=loss)
     fit_pooled = baseline_train[fit_rows]
     history["stage 1"] = _fit_epochs(
@@ -129,7 +138,9 @@ def train(config: TrainConfig) -> dict:
         timing["augmented_views_seconds"] = time.time() - tick
         set_fine_tuning(tower, config.fine_tune_from_block)
         with strategy.scope():
-            model, loss = objectives.training_model(upper_embedder, config.loss, heads, config.margin)
+            model, loss = objectives.training_model(
+                upper_embedder, config.loss, heads, config.margin, config.cosine_margin
+            )
             schedule = _cosine_schedule(config, _steps_per_epoch(config, fit_labels))
             model.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss)
         history["stage 2"] = _fit_epochs(

@@ -1,0 +1,68 @@
+"""Atomic writes: a reader sees the old content or the new, never a half-written file or folder."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+
+def fsync_dir(path: Path) -> None:
+    """Flushes a folder's entries (renames) to disk where the platform allows it."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Writes to a temporary file in the same folder, fsyncs it, then renames it over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def replace_dir(staged: Path, target: Path) -> None:
+    """Moves a fully written folder ``staged`` to ``target``, replacing any previous one.
+
+    POSIX cannot swap two folders in one step, so the old folder is renamed aside first; if the
+    process dies between the two renames, :func:`recover_dir` puts the old one back.
+    """
+    staged, target = Path(staged), Path(target)
+    aside = target.with_name(f".{target.name}.old")
+    if aside.exists():
+        shutil.rmtree(aside)
+    if target.exists():
+        os.replace(target, aside)
+    os.replace(staged, target)
+    fsync_dir(target.parent)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def recover_dir(target: Path) -> None:
+    """Restores ``target`` from its aside copy when a :func:`replace_dir` was cut short."""
+    target = Path(target)
+    aside = target.with_name(f".{target.name}.old")
+    if not target.exists() and aside.exists():
+        os.replace(aside, target)

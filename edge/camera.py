@@ -1,0 +1,93 @@
+"""Camera and video input through OpenCV, with clear errors and a bounded retry for live devices.
+
+A source is a device index (``0``), a device path (``/dev/video0``) or a video file / image
+sequence (``clip.mp4``, ``img_%03d.jpg``). On Raspberry Pi OS with a CSI camera behind libcamera,
+OpenCV's V4L2 backend sees it only through the compatibility layer: run under ``libcamerify``
+(package libcamera-tools) or use picamera2 (README, "Raspberry Pi camera").
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+class CameraError(RuntimeError):
+    """The camera or video did not open, or a live camera stopped delivering frames."""
+
+
+def parse_source(text: str | int | None) -> int | str:
+    """``"0"`` -> device index 0; anything else is a device path or a file name."""
+    if text is None or text == "":
+        return 0
+    if isinstance(text, int):
+        return text
+    return int(text) if text.isdigit() else text
+
+
+def is_live(source: int | str) -> bool:
+    """Device indices and /dev/video* are live; files end, devices should not."""
+    return isinstance(source, int) or str(source).startswith("/dev/")
+
+
+@contextmanager
+def open_camera(source: int | str) -> Iterator[cv2.VideoCapture]:
+    """Opens a capture and always releases it.
+
+    Raises:
+      CameraError: the source does not open (no such device, unreadable file).
+    """
+    if not is_live(source) and "%" not in str(source) and not Path(source).exists():
+        raise CameraError(f"video source {source} does not exist")
+    capture = cv2.VideoCapture(source)
+    try:
+        if not capture.isOpened():
+            kind = "camera" if is_live(source) else "video file"
+            raise CameraError(f"could not open {kind} {source!r}; check that it exists and is not in use")
+        yield capture
+    finally:
+        capture.release()
+
+
+def read_frames(source: int | str, every: int = 1, max_frames: int | None = None, retries: int = 3,
+                retry_delay: float = 0.5) -> Iterator[tuple[int, np.ndarray]]:
+    """Yields ``(frame_number, bgr_frame)`` for every ``every``-th frame.
+
+    A video file ends at its last frame. A live camera that stops delivering frames is reopened up
+    to ``retries`` times (``retry_delay`` doubling each time) before CameraError is raised.
+    """
+    if every < 1:
+        raise ValueError(f"every must be >= 1, got {every}")
+    number, yielded, failures = 0, 0, 0
+    while True:
+        with open_camera(source) as capture:
+            while max_frames is None or yielded < max_frames:
+                ok, frame = capture.read()
+                if not ok or frame is None:
+                    break
+                failures = 0
+                if number % every == 0:
+                    yield number, frame
+                    yielded += 1
+                number += 1
+            else:
+                return
+        if not is_live(source):
+            if number == 0:
+                raise CameraError(f"video {source!r} opened but holds no readable frames")
+            return
+        failures += 1
+        if failures > retries:
+            raise CameraError(
+                f"camera {source!r} stopped delivering frames after {number} frames; reopened {retries} times"
+            )
+        log.warning("camera %r returned no frame; reopening (%d/%d)", source, failures, retries)
+        time.sleep(retry_delay * 2 ** (failures - 1))

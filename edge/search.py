@@ -1,0 +1,154 @@
+"""Top-K similar gallery images for camera frames or image files, on the device.
+
+    python -m edge.search --bundle artifacts/bundle --camera            # live, window if a display exists
+    python -m edge.search --bundle artifacts/bundle --camera clip.mp4 --headless --json
+    python -m edge.search --bundle artifacts/bundle --image a.jpg b.jpg --k 5 --json
+
+With --json, one line per query image or processed frame:
+``{"query": <path or frame number>, "matches": [{"label", "path", "distance", "similarity"}, ...]}``,
+best first (distance = 1 - cosine similarity). Diagnostics go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from typing import Sequence
+
+from edge.bundle import Bundle
+from edge.camera import CameraError, parse_source, read_frames
+from edge.cli import EXIT_ERROR, USER_ERRORS, add_bundle_arguments, load_bundle, run_main, setup_logging
+from edge.gallery_store import Gallery, Match
+
+log = logging.getLogger("edge.search")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m edge.search", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_bundle_arguments(parser)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--camera", nargs="?", const="0", metavar="INDEX|DEVICE|VIDEO",
+                        help="camera index (default 0), /dev/videoN, or a video file standing in for a camera")
+    source.add_argument("--image", nargs="+", metavar="PATH", help="image files to search with")
+    parser.add_argument("--k", type=int, default=5, help="matches per query (default 5)")
+    parser.add_argument("--json", action="store_true", help="one JSON line per query on stdout")
+    parser.add_argument("--headless", action="store_true", help="never open a window")
+    parser.add_argument("--every", type=int, default=1, help="process every N-th frame (default 1)")
+    parser.add_argument("--max-frames", type=int, default=None, help="stop after this many processed frames")
+    parser.add_argument("--search-k", type=int, default=-1, help="Annoy nodes to inspect (-1: default)")
+    parser.add_argument("--exact", action="store_true", help="exact numpy search instead of Annoy")
+    parser.add_argument("--retries", type=int, default=3, help="reopen attempts when a live camera stalls")
+    parser.add_argument("--quiet", action="store_true", help="no per-second FPS line on stderr")
+    return parser
+
+
+def match_line(query, matches: Sequence[Match]) -> str:
+    return json.dumps({"query": query, "matches": [m.to_json() for m in matches]})
+
+
+def human_line(query, matches: Sequence[Match]) -> str:
+    shown = ", ".join(f"{m.label} {m.similarity:.3f}" for m in matches)
+    return f"{query}: {shown}"
+
+
+def search_images(bundle: Bundle, gallery: Gallery, args: argparse.Namespace) -> int:
+    failed = 0
+    for path in args.image:
+        try:
+            vector = bundle.encoder.embed(path)
+        except USER_ERRORS as error:
+            failed += 1
+            print(f"error: {error}", file=sys.stderr)
+            if args.json:
+                print(json.dumps({"query": path, "error": str(error)}), flush=True)
+            continue
+        matches = gallery.search(vector, args.k, args.search_k, args.exact)
+        print(match_line(path, matches) if args.json else human_line(path, matches), flush=True)
+    return EXIT_ERROR if failed else 0
+
+
+def search_camera(bundle: Bundle, gallery: Gallery, args: argparse.Namespace) -> int:
+    from edge import display
+
+    window = not args.headless and display.has_display()
+    if not args.headless and not window:
+        log.info("no display found; running headless")
+    thumbnails = display.ThumbnailCache(gallery) if window else None
+    source = parse_source(args.camera)
+    meter = FpsMeter()
+    processed = 0
+    try:
+        for number, frame in read_frames(source, args.every, args.max_frames, args.retries):
+            matches = gallery.search(bundle.encoder.embed_frame(frame), args.k, args.search_k, args.exact)
+            processed += 1
+            fps = meter.tick()
+            if args.json:
+                print(match_line(number, matches), flush=True)
+            elif not window:
+                print(human_line(f"frame {number}", matches), flush=True)
+            if not args.quiet and meter.report_due():
+                log.info("frame %d, %.1f FPS", number, fps)
+            if window and not display.show(display.compose(frame, matches, thumbnails, fps)):
+                break
+    except CameraError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        log.info("stopped by Ctrl-C")
+    finally:
+        if window:
+            display.close()
+    log.info("%d frames processed, %.1f FPS", processed, meter.rate())
+    return 0
+
+
+class FpsMeter:
+    """Frames per second over a sliding second; no globals."""
+
+    def __init__(self):
+        self.started = time.monotonic()
+        self.frames = 0
+        self.recent: list[float] = []
+        self.last_report = self.started
+
+    def tick(self) -> float:
+        now = time.monotonic()
+        self.frames += 1
+        self.recent = [t for t in self.recent if now - t < 1.0] + [now]
+        return float(len(self.recent))
+
+    def report_due(self) -> bool:
+        now = time.monotonic()
+        if now - self.last_report >= 1.0:
+            self.last_report = now
+            return True
+        return False
+
+    def rate(self) -> float:
+        elapsed = time.monotonic() - self.started
+        return self.frames / elapsed if elapsed > 0 else 0.0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    if args.k < 1 or args.every < 1:
+        print("error: --k and --every must be at least 1", file=sys.stderr)
+        return EXIT_ERROR
+
+    def body() -> int:
+        bundle = load_bundle(args)
+        gallery = bundle.gallery()
+        if args.image:
+            return search_images(bundle, gallery, args)
+        return search_camera(bundle, gallery, args)
+
+    return run_main(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

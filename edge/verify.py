@@ -1,0 +1,117 @@
+"""Pair verification on the device: do two images show the same thing?
+
+    python -m edge.verify --bundle artifacts/bundle a.jpg b.jpg        # exit 0 same, 1 different, 2 error
+    python -m edge.verify --bundle artifacts/bundle --pairs pairs.csv  # columns a,b[,same]
+
+Same when the cosine distance (1 - cos) of the two embeddings is <= the threshold calibrated at
+export (manifest "verification"), or --threshold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from edge.cli import EXIT_ERROR, USER_ERRORS, add_bundle_arguments, load_bundle, run_main, setup_logging
+from edge.encoder import Encoder
+from edge.images import ImageSource
+
+EXIT_SAME, EXIT_DIFFERENT = 0, 1
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The decision for one pair."""
+
+    same: bool
+    distance: float
+    threshold: float
+
+
+def verify(encoder: Encoder, first: ImageSource, second: ImageSource, threshold: float) -> Verdict:
+    """Embeds both images and compares their cosine distance with the threshold."""
+    distance = float(1.0 - np.dot(encoder.embed(first), encoder.embed(second)))
+    return Verdict(same=distance <= threshold, distance=distance, threshold=threshold)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m edge.verify", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_bundle_arguments(parser)
+    parser.add_argument("images", nargs="*", metavar="IMAGE", help="two images to compare")
+    parser.add_argument("--pairs", type=Path, default=None, help="CSV with columns a,b and optionally same (1/0)")
+    parser.add_argument("--threshold", type=float, default=None, help="override the manifest's threshold")
+    parser.add_argument("--json", action="store_true", help="JSON output")
+    return parser
+
+
+def read_pairs(path: Path) -> list[dict]:
+    """Rows of a pairs CSV; paths are relative to the CSV's folder unless absolute."""
+    if not path.is_file():
+        raise FileNotFoundError(f"no pairs file {path}")
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows or not {"a", "b"} <= set(rows[0]):
+        raise FileNotFoundError(f"{path}: expected a CSV header with columns a,b[,same]")
+    for row in rows:
+        for key in ("a", "b"):
+            row[key] = str(path.parent / row[key]) if not Path(row[key]).is_absolute() else row[key]
+    return rows
+
+
+def verify_pairs(encoder: Encoder, rows: list[dict], threshold: float, as_json: bool) -> int:
+    failed, correct, labelled = 0, 0, 0
+    writer = None if as_json else csv.writer(sys.stdout)
+    if writer:
+        writer.writerow(["a", "b", "same", "distance", "threshold"])
+    for row in rows:
+        try:
+            verdict = verify(encoder, row["a"], row["b"], threshold)
+        except USER_ERRORS as error:
+            failed += 1
+            print(f"error: {error}", file=sys.stderr)
+            continue
+        if row.get("same") not in (None, ""):
+            labelled += 1
+            correct += int(verdict.same == (row["same"].strip() in ("1", "true", "True", "yes")))
+        if writer:
+            writer.writerow([row["a"], row["b"], int(verdict.same), f"{verdict.distance:.6f}", f"{threshold:.6f}"])
+        else:
+            print(json.dumps({"a": row["a"], "b": row["b"], **asdict(verdict)}))
+    if labelled:
+        print(f"accuracy {correct / labelled:.4f} on {labelled} labelled pairs", file=sys.stderr)
+    return EXIT_ERROR if failed else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    if bool(args.pairs) == bool(args.images) or (args.images and len(args.images) != 2):
+        print("error: give exactly two images, or --pairs CSV", file=sys.stderr)
+        return EXIT_ERROR
+
+    def body() -> int:
+        bundle = load_bundle(args)
+        threshold = args.threshold if args.threshold is not None else bundle.manifest.verification.threshold
+        if args.pairs:
+            return verify_pairs(bundle.encoder, read_pairs(args.pairs), threshold, args.json)
+        verdict = verify(bundle.encoder, args.images[0], args.images[1], threshold)
+        if args.json:
+            print(json.dumps(asdict(verdict)))
+        else:
+            word = "same" if verdict.same else "different"
+            print(f"{word} (distance {verdict.distance:.4f}, threshold {verdict.threshold:.4f})")
+        return EXIT_SAME if verdict.same else EXIT_DIFFERENT
+
+    return run_main(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,288 @@
+"""Training run -> device bundle, measured through the device's own code path.
+
+1. Convert the encoder (without its L2 layer) to TFLite, int8 by default, calibrated on
+   train-split images.
+2. Embed the train split with the *exported* model through ``edge`` (decode -> resize ->
+   quantise -> interpreter -> dequantise -> L2) and build the Annoy gallery from it.
+3. Query the gallery with every test image the same way; compare with the float Keras encoder.
+4. Calibrate the verification threshold on one half of the test split, measure it on the other.
+5. Refuse (unless forced) when the quantised P@5 falls more than the tolerance below float.
+6. Write everything to a temporary folder and rename it into place.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge import enrol
+from edge.atomic import replace_dir, write_text_atomic
+from edge.encoder import Encoder
+from edge.gallery_store import load_gallery, save_gallery
+from edge.interpreter import find_runtime, make_interpreter
+from edge.manifest import MODEL_FILE, InputSpec, Manifest, OutputSpec, Verification, file_sha256
+from edge.metrics import l2_normalize, precision_at_k, retrieval_report, roc_auc
+from edge.quant import params_of
+from export.calibrate import calibrate_threshold, calibration_mask, rates_at
+from export.convert import fixed_batch_model, to_tflite
+from export.edgetpu import readiness_report
+from train.evaluate import nearest_neighbours, pair_cosine_distances
+from train.run_folder import RunFolder, data_dir_of, open_run
+from train.sampling import balanced_pairs
+
+log = logging.getLogger(__name__)
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ExportError(RuntimeError):
+    """Export refused or failed; the message says why and what to try."""
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """How to export; see ``python -m export --help``."""
+
+    mode: str = "int8"
+    edgetpu: bool = False
+    data_dir: str | None = None
+    calibration_images: int = 300
+    tolerance_points: float = 1.0
+    force: bool = False
+    threshold_method: str = "eer"
+    target_far: float | None = None
+    trees: int = 32
+    pairs: int = 10000
+    num_threads: int | None = None
+    seed: int = 0
+
+
+def export_run(run_dir: Path, bundle_dir: Path, options: ExportOptions = ExportOptions()) -> dict:
+    """Writes a bundle for ``run_dir`` at ``bundle_dir``; returns the fidelity report.
+
+    Raises:
+      RunFolderError: the run is missing or incomplete.
+      ExportError: the quantised model is too far below float (and not forced).
+    """
+    started = time.time()
+    run = open_run(run_dir)
+    data_dir = data_dir_of(run, Path(options.data_dir) if options.data_dir else None)
+    bundle_dir = Path(bundle_dir)
+    bundle_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = bundle_dir.parent / f".{bundle_dir.name}.partial-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        report = _build_bundle(run, data_dir, staging, options)
+        report["seconds"] = round(time.time() - started, 1)
+        write_text_atomic(staging / "fidelity.json", _dumps(report))
+        replace_dir(staging, bundle_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return report
+
+
+def _build_bundle(run: RunFolder, data_dir: Path, staging: Path, options: ExportOptions) -> dict:
+    import keras
+
+    from train.data import load_images
+    from train.features import run_in_batches
+    from train.model import export_encoder
+
+    size = run.config.input_size
+    train_set, _ = load_images(data_dir, run.train_records, run.class_names, size)
+    test_set, _ = load_images(data_dir, run.test_records, run.class_names, size)
+    keras_encoder = keras.models.load_model(run.encoder_path)
+    float_train = run_in_batches(keras_encoder, train_set.clean, dtype=np.float32)
+    float_test = run_in_batches(keras_encoder, test_set.clean, dtype=np.float32)
+
+    rng = np.random.default_rng(options.seed)
+    chosen = rng.choice(len(train_set.clean), size=min(options.calibration_images, len(train_set.clean)), replace=False)
+    representative = lambda: (train_set.clean[i].astype(np.float32) for i in chosen)  # noqa: E731
+    tick = time.time()
+    model = fixed_batch_model(export_encoder(keras_encoder))
+    mode = "int8" if options.edgetpu else options.mode
+    flatbuffer = to_tflite(model, mode, representative, uint8_output=options.edgetpu)
+    model_path = staging / MODEL_FILE
+    model_path.write_bytes(flatbuffer)
+    convert_seconds = time.time() - tick
+    manifest = _draft_manifest(model_path, mode, size)
+
+    runtime = find_runtime()
+    encoder = Encoder(model_path, manifest, options.num_threads, runtime=runtime)
+    gallery_root = staging / "gallery"
+    train_items = [(data_dir / r.path, r.class_name) for r in train_set.records]
+    items, _ = enrol.embed_items(encoder, gallery_root, train_items, relative_to=data_dir)
+    save_gallery(gallery_root, items, manifest.model_sha256, options.trees)
+    gallery = load_gallery(gallery_root, manifest.output.embedding_size, manifest.model_sha256)
+    device_test = np.stack([encoder.embed(data_dir / r.path) for r in test_set.records])
+    device_train = items.embeddings
+
+    test_labels = np.array([r.class_name for r in test_set.records])
+    train_labels = np.array(items.labels)
+    annoy_ranked = np.array([[m.label for m in gallery.search(v, 10)] for v in device_test])
+    device_search = {f"precision@{k}": precision_at_k(annoy_ranked, test_labels, k) for k in (1, 5, 10)}
+    float_retrieval = retrieval_report(float_test, test_labels, float_train, train_labels)
+    quant_retrieval = retrieval_report(device_test, test_labels, device_train, train_labels)
+
+    verification = _verification(run, test_set.records, float_test, device_test, test_labels, options)
+    fidelity = _fidelity(float_train, float_test, device_train, device_test)
+    drop_points = 100.0 * (float_retrieval["precision@5"] - device_search["precision@5"])
+    report = {
+        "run": str(run.path),
+        "mode": mode,
+        "edgetpu_variant": options.edgetpu,
+        "model_bytes": len(flatbuffer),
+        "convert_seconds": round(convert_seconds, 1),
+        "float_keras": {"retrieval": float_retrieval, "roc_auc": verification.pop("float_roc_auc")},
+        "device": {"annoy_search": device_search, "exact_retrieval": quant_retrieval,
+                   "roc_auc": verification.pop("device_roc_auc")},
+        "p5_drop_points": round(drop_points, 3),
+        "tolerance_points": options.tolerance_points,
+        "fidelity": fidelity,
+        "verification": verification,
+        "edgetpu_readiness": readiness_report(model_path),
+        "interpreters": _interpreters(runtime),
+        "options": asdict(options),
+    }
+    if drop_points > options.tolerance_points and not options.force:
+        raise ExportError(
+            f"{mode} P@5 {device_search['precision@5']:.4f} is {drop_points:.2f} points below float "
+            f"{float_retrieval['precision@5']:.4f} (tolerance {options.tolerance_points}). Try more "
+            "--calibration-images, --mode float16, or --force to write it anyway (marked as forced)"
+        )
+    final = _complete_manifest(manifest, run, report, verification, options, drop_points)
+    write_text_atomic(staging / "manifest.json", final.to_json())
+    shutil.copytree(run.path / "split", staging / "split")
+    return report
+
+
+def _draft_manifest(model_path: Path, mode: str, size: int) -> Manifest:
+    """Input/output facts read from the converted model itself."""
+    interpreter = make_interpreter(model_path)
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    in_q, out_q = params_of(inp), params_of(out)
+    return Manifest(
+        model_sha256=file_sha256(model_path),
+        quantization=mode,
+        input=InputSpec(height=size, width=size, dtype=np.dtype(inp["dtype"]).name, scale=in_q.scale,
+                        zero_point=in_q.zero_point),
+        output=OutputSpec(embedding_size=int(out["shape"][-1]), dtype=np.dtype(out["dtype"]).name,
+                          scale=out_q.scale, zero_point=out_q.zero_point),
+        verification=Verification(threshold=0.5, method="uncalibrated"),
+    )
+
+
+def _complete_manifest(draft: Manifest, run: RunFolder, report: dict, verification: dict,
+                       options: ExportOptions, drop_points: float) -> Manifest:
+    values = asdict(draft)
+    values.update(
+        input=draft.input,
+        output=draft.output,
+        verification=Verification(
+            threshold=verification["threshold"], method=verification["method"], target_far=options.target_far,
+            details={k: v for k, v in verification.items() if k not in ("threshold", "method")},
+        ),
+        metrics={
+            "float_keras": {"precision@1": report["float_keras"]["retrieval"]["precision@1"],
+                            "precision@5": report["float_keras"]["retrieval"]["precision@5"],
+                            "roc_auc": report["float_keras"]["roc_auc"]},
+            "device": {**report["device"]["annoy_search"], "roc_auc": report["device"]["roc_auc"]},
+            "p5_drop_points": round(drop_points, 3),
+            "measured_on": f"test split, {len(run.test_records)} queries against {len(run.train_records)} gallery images",
+        },
+        interpreters=report["interpreters"],
+        edgetpu={k: report["edgetpu_readiness"][k] for k in ("ready", "unsupported_ops", "first_cpu_op")}
+        | {"variant": options.edgetpu},
+        data={"classes": run.class_names, "split_lists": "split/train.txt, split/test.txt",
+              "holdout_classes": list(run.config.holdout_classes), "data_dir": str(run.metrics["data"]["data_dir"])},
+        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        source_commit=_source_commit(),
+        forced=bool(options.force and drop_points > options.tolerance_points),
+    )
+    return Manifest(**values)
+
+
+def _verification(run, test_records, float_test, device_test, labels, options) -> dict:
+    paths = [r.path for r in test_records]
+    _, label_ids = np.unique(labels, return_inverse=True)
+    all_pairs = balanced_pairs(label_ids, options.pairs, np.random.default_rng(options.seed))
+    calibrating = calibration_mask(paths)
+    try:
+        cal_pairs = _pairs_within(label_ids, calibrating, options)
+        eval_pairs = _pairs_within(label_ids, ~calibrating, options)
+        held_out = True
+    except ValueError:
+        # Too few test images per class to split them: calibrate and evaluate on the same pairs,
+        # and say so in the manifest.
+        cal_pairs = eval_pairs = all_pairs
+        held_out = False
+    chosen = calibrate_threshold(pair_cosine_distances(device_test, cal_pairs), cal_pairs[:, 2],
+                                 options.threshold_method, options.target_far)
+    return {
+        **chosen,
+        "distance": "cosine distance (1 - cos)",
+        "held_out": held_out,
+        "calibrated_on": f"{len(cal_pairs)} balanced pairs of "
+        + (f"{int(calibrating.sum())} test images (calibration half)" if held_out else "the whole test split"),
+        "evaluated_on": f"{len(eval_pairs)} balanced pairs of "
+        + (f"the other {int((~calibrating).sum())} test images" if held_out else "the same test images"),
+        "evaluation": rates_at(pair_cosine_distances(device_test, eval_pairs), eval_pairs[:, 2], chosen["threshold"]),
+        "float_roc_auc": roc_auc(-pair_cosine_distances(float_test, all_pairs), all_pairs[:, 2]),
+        "device_roc_auc": roc_auc(-pair_cosine_distances(device_test, all_pairs), all_pairs[:, 2]),
+    }
+
+
+def _pairs_within(label_ids: np.ndarray, mask: np.ndarray, options: ExportOptions) -> np.ndarray:
+    """Balanced pairs among the masked images, as indices into the whole test split."""
+    index = np.flatnonzero(mask)
+    pairs = balanced_pairs(label_ids[index], options.pairs, np.random.default_rng([options.seed, int(mask[0])]))
+    pairs[:, :2] = index[pairs[:, :2]]
+    return pairs
+
+
+def _fidelity(float_train, float_test, device_train, device_test) -> dict:
+    """Float Keras vs device embeddings; centred cosine removes the shared component that hides errors."""
+    cosine = np.sum(l2_normalize(float_test) * l2_normalize(device_test), axis=1)
+    mean = float_train.mean(axis=0)
+    centred = np.sum(l2_normalize(float_test - mean) * l2_normalize(device_test - mean), axis=1)
+    float_top, _ = nearest_neighbours(float_test, float_train, 5)
+    device_top, _ = nearest_neighbours(device_test, device_train, 5)
+    agreement = np.mean([len(set(a) & set(b)) / 5.0 for a, b in zip(float_top, device_top)])
+    return {
+        "cosine_mean": float(cosine.mean()), "cosine_min": float(cosine.min()),
+        "centred_cosine_mean": float(centred.mean()), "centred_cosine_min": float(centred.min()),
+        "top5_neighbour_agreement": float(agreement), "images": int(len(cosine)),
+    }
+
+
+def _interpreters(runtime) -> dict:
+    return {
+        "checked": [{"name": runtime.name, "version": runtime.version, "result": "ran every test and gallery image"}],
+        "tflite_runtime": "not run here: tflite-runtime 2.14 needs numpy<2; see README 'Interpreters'",
+    }
+
+
+def _source_commit() -> str:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
+                                timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return commit + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _dumps(value) -> str:
+    import json
+
+    return json.dumps(value, indent=2, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)) + "\n"

@@ -1,0 +1,101 @@
+"""Export: a real int8 conversion of a tiny tower, the bundle contract, refusals that leave nothing."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from edge.bundle import open_bundle
+from edge.manifest import Manifest, ManifestError, read_manifest
+from export.__main__ import main as export_main
+
+
+def test_bundle_has_everything_a_device_needs(tiny_bundle):
+    names = sorted(p.name for p in tiny_bundle.iterdir())
+    assert names == ["encoder.tflite", "fidelity.json", "gallery", "manifest.json", "split"]
+    manifest = read_manifest(tiny_bundle)
+    assert manifest.quantization == "int8" and manifest.input.dtype == "uint8" and manifest.output.dtype == "int8"
+    assert manifest.output.embedding_size == 16 and manifest.input.height == 32
+    assert manifest.verification.method == "eer" and 0.0 <= manifest.verification.threshold <= 2.0
+    assert manifest.interpreters["checked"][0]["name"] == "ai_edge_litert"
+    assert not manifest.forced
+    assert Manifest.from_dict(json.loads((tiny_bundle / "manifest.json").read_text())) == manifest
+
+
+def test_int8_model_is_full_integer(tiny_bundle):
+    report = json.loads((tiny_bundle / "fidelity.json").read_text())
+    readiness = report["edgetpu_readiness"]
+    assert readiness["float_ops"] == [] and readiness["unsupported_ops"] == [] and readiness["dynamic_shapes"] == []
+    assert readiness["io_dtypes"] == ["uint8", "int8"] and readiness["ready"] is True
+    assert {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "MEAN"} <= set(readiness["ops"])
+    manifest = read_manifest(tiny_bundle)
+    # uint8 pixels in with scale 1, zero point 0: the device feeds camera bytes unchanged.
+    assert (manifest.input.scale, manifest.input.zero_point) == (1.0, 0)
+
+
+def test_float32_export_reproduces_keras_through_the_device_path(tiny_run, tmp_path):
+    """Decode -> resize -> interpreter -> L2 on the device equals the Keras encoder on the
+    training pipeline's inputs: the preprocessing contract holds exactly."""
+    bundle = tmp_path / "f32"
+    argv = ["--run", str(tiny_run), "--bundle", str(bundle), "--mode", "float32", "--pairs", "100", "--trees", "4"]
+    assert export_main(argv) == 0
+    fidelity = json.loads((bundle / "fidelity.json").read_text())["fidelity"]
+    assert fidelity["cosine_min"] > 0.99999 and fidelity["centred_cosine_min"] > 0.9999
+    assert fidelity["top5_neighbour_agreement"] == 1.0
+    assert read_manifest(bundle).input.dtype == "float32"
+
+
+def test_device_gallery_is_built_with_the_exported_model(tiny_bundle):
+    bundle = open_bundle(tiny_bundle)
+    gallery = bundle.gallery()
+    train_lines = (tiny_bundle / "split" / "train.txt").read_text().splitlines()
+    assert len(gallery) == len(train_lines)
+    assert gallery.info["model_sha256"] == bundle.manifest.model_sha256
+
+
+def test_tampered_model_is_refused(bundle_copy):
+    with open(bundle_copy / "encoder.tflite", "ab") as handle:
+        handle.write(b"\0")
+    with pytest.raises(ManifestError, match="sha256"):
+        open_bundle(bundle_copy)
+
+
+def test_wrong_embedding_size_is_refused(bundle_copy):
+    values = json.loads((bundle_copy / "manifest.json").read_text())
+    values["output"]["embedding_size"] = 7
+    (bundle_copy / "manifest.json").write_text(json.dumps(values))
+    with pytest.raises(ManifestError, match="embedding size 16 != manifest 7"):
+        open_bundle(bundle_copy)
+
+
+def test_missing_run_fails_clearly_and_writes_nothing(tmp_path, capsys):
+    assert export_main(["--run", str(tmp_path / "no_run"), "--bundle", str(tmp_path / "bundle")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_half_written_run_leaves_previous_bundle_intact(tiny_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    (run / "encoder.keras").unlink()
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "marker").write_text("previous bundle")
+    assert export_main(["--run", str(run), "--bundle", str(bundle)]) == 2
+    assert "incomplete (missing encoder.keras)" in capsys.readouterr().err
+    assert (bundle / "marker").read_text() == "previous bundle"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle", "run"]
+
+
+def test_quality_drop_beyond_tolerance_is_refused_then_forced(tiny_run, tmp_path, capsys):
+    bundle = tmp_path / "bundle"
+    common = ["--run", str(tiny_run), "--bundle", str(bundle), "--calibration-images", "8", "--pairs", "100",
+              "--trees", "4"]
+    # A negative tolerance demands int8 beat float by 100 points: impossible, so export must refuse.
+    assert export_main(common + ["--tolerance", "-100"]) == 2
+    err = capsys.readouterr().err
+    assert "points below float" in err and "--force" in err
+    assert not bundle.exists() and [p.name for p in tmp_path.iterdir()] == []
+    assert export_main(common + ["--tolerance", "-100", "--force"]) == 0
+    assert read_manifest(bundle).forced is True
