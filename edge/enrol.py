@@ -12,6 +12,7 @@ import numpy as np
 
 from edge.encoder import Encoder
 from edge.gallery_store import (
+    DEFAULT_SEARCH_K,
     DEFAULT_TREES,
     GalleryError,
     GalleryItems,
@@ -101,7 +102,8 @@ def add(encoder: Encoder, gallery_root: Path, model_sha256: str, items: Sequence
     current = load_gallery(gallery_root, encoder.embedding_size, model_sha256)
     new, skipped = embed_items(encoder, gallery_root, items, relative_to)
     merged = current.items.concat(new)
-    save_gallery(gallery_root, merged, model_sha256, int(current.info.get("trees", DEFAULT_TREES)))
+    save_gallery(gallery_root, merged, model_sha256, int(current.info.get("trees", DEFAULT_TREES)),
+                 int(current.info.get("search_k", DEFAULT_SEARCH_K)))
     return EnrolReport(added=len(new), skipped=skipped, total=len(merged))
 
 
@@ -112,7 +114,8 @@ def remove_label(gallery_root: Path, label: str, embedding_size: int, model_sha2
     removed = len(current) - len(kept)
     if removed == 0:
         raise GalleryError(f"label {label!r} is not in the gallery (labels: {sorted(current.label_counts())})")
-    save_gallery(gallery_root, kept, model_sha256, int(current.info.get("trees", DEFAULT_TREES)))
+    save_gallery(gallery_root, kept, model_sha256, int(current.info.get("trees", DEFAULT_TREES)),
+                 int(current.info.get("search_k", DEFAULT_SEARCH_K)))
     prune_thumbnails(gallery_root, kept.thumbnails)
     return removed
 

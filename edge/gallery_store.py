@@ -35,6 +35,10 @@ CURRENT = "CURRENT"
 THUMBS = "thumbs"
 GALLERY_SCHEMA = 1
 DEFAULT_TREES = 32
+# Nodes Annoy inspects per query unless told otherwise. Fixed (not Annoy's trees * k) so that the
+# top 5 is always the prefix of the top 10, and high enough for recall >= 0.99 on galleries of
+# tens of thousands (benchmarks/RESULTS.md measures it against exact search).
+DEFAULT_SEARCH_K = 4000
 
 
 class GalleryError(ValueError):
@@ -110,14 +114,14 @@ class Gallery:
     def embedding_size(self) -> int:
         return int(self.info["embedding_size"])
 
-    def search(self, vector: np.ndarray, k: int = 5, search_k: int = -1, exact: bool = False) -> list[Match]:
+    def search(self, vector: np.ndarray, k: int = 5, search_k: int | None = None, exact: bool = False) -> list[Match]:
         """The ``k`` nearest items to a unit vector, best first.
 
         Args:
           vector: (D,) query embedding (normalised here again for safety).
           k: results wanted.
-          search_k: Annoy nodes to inspect (-1: Annoy's default, trees * k); more is slower and
-            closer to exact.
+          search_k: Annoy nodes to inspect; None uses the gallery's ``search_k`` (gallery.json),
+            -1 Annoy's own default (trees * k). More is slower and closer to exact.
           exact: brute-force numpy search instead of Annoy.
         """
         vector = np.asarray(vector, dtype=np.float32).reshape(-1)
@@ -132,6 +136,8 @@ class Gallery:
             order = np.argsort(-similarity, kind="stable")[:k]
             pairs = [(int(i), float(similarity[i])) for i in order]
         else:
+            if search_k is None:
+                search_k = int(self.info.get("search_k", DEFAULT_SEARCH_K))
             ids, distances = self.index.get_nns_by_vector(vector.tolist(), k, search_k=search_k, include_distances=True)
             # Annoy's angular distance is sqrt(2 - 2 cos) for unit vectors.
             pairs = [(int(i), 1.0 - d * d / 2.0) for i, d in zip(ids, distances)]
@@ -208,7 +214,8 @@ def current_version(root: Path) -> Path:
 
 
 def save_gallery(
-    root: Path, items: GalleryItems, model_sha256: str, trees: int = DEFAULT_TREES, extra: dict | None = None
+    root: Path, items: GalleryItems, model_sha256: str, trees: int = DEFAULT_TREES,
+    search_k: int = DEFAULT_SEARCH_K, extra: dict | None = None,
 ) -> Path:
     """Writes ``items`` as a new version and makes it live atomically; returns the version folder."""
     root = Path(root)
@@ -232,7 +239,7 @@ def save_gallery(
     write_text_atomic(version / "items.json", json.dumps(items_json) + "\n")
     info = {
         "schema_version": GALLERY_SCHEMA, "embedding_size": dim, "metric": "angular", "distance": "cosine (1 - cos)",
-        "trees": trees, "count": len(items), "model_sha256": model_sha256,
+        "trees": trees, "search_k": search_k, "count": len(items), "model_sha256": model_sha256,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **(extra or {}),
     }
     write_text_atomic(version / "gallery.json", json.dumps(info, indent=2) + "\n")

@@ -39,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--headless", action="store_true", help="never open a window")
     parser.add_argument("--every", type=int, default=1, help="process every N-th frame (default 1)")
     parser.add_argument("--max-frames", type=int, default=None, help="stop after this many processed frames")
-    parser.add_argument("--search-k", type=int, default=-1, help="Annoy nodes to inspect (-1: default)")
+    parser.add_argument("--search-k", type=int, default=None,
+                        help="Annoy nodes to inspect (default: the gallery's, 4000; -1: Annoy's trees*k)")
     parser.add_argument("--exact", action="store_true", help="exact numpy search instead of Annoy")
     parser.add_argument("--retries", type=int, default=3, help="reopen attempts when a live camera stalls")
     parser.add_argument("--quiet", action="store_true", help="no per-second FPS line on stderr")

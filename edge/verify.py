@@ -37,7 +37,8 @@ class Verdict:
 
 def verify(encoder: Encoder, first: ImageSource, second: ImageSource, threshold: float) -> Verdict:
     """Embeds both images and compares their cosine distance with the threshold."""
-    distance = float(1.0 - np.dot(encoder.embed(first), encoder.embed(second)))
+    # Clipped: float32 rounding makes an image against itself come out at +-1e-7.
+    distance = float(np.clip(1.0 - np.dot(encoder.embed(first), encoder.embed(second)), 0.0, 2.0))
     return Verdict(same=distance <= threshold, distance=distance, threshold=threshold)
 
 

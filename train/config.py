@@ -43,19 +43,19 @@ class TrainConfig:
     """Margin of the triplet and contrastive losses (in embedding distance)."""
     cosine_scale: float = 16.0
     """Scale of the cosine-softmax logits."""
-    cosine_margin: float = 0.0
+    cosine_margin: float = 0.15
     """Additive cosine margin (CosFace) subtracted from the true class's cosine during training."""
-    head_epochs: int = 30
+    head_epochs: int = 10
     """Stage 1: epochs of the projection head on cached frozen features."""
     head_learning_rate: float = 1e-3
     """Stage 1 learning rate (Adam)."""
-    fine_tune_epochs: int = 12
+    fine_tune_epochs: int = 16
     """Stage 2: epochs of fine-tuning the top backbone blocks (0 skips stage 2)."""
-    fine_tune_from_block: int = 10
+    fine_tune_from_block: int = 7
     """First MobileNetV2 block (1-16) trained in stage 2; everything below stays frozen."""
     fine_tune_learning_rate: float = 3e-4
     """Stage 2 peak learning rate (Adam, cosine decay)."""
-    augmented_views: int = 6
+    augmented_views: int = 8
     """Augmented views of every training image whose frozen lower-block features are cached."""
     batch_size: int = 64
     """Images per batch (classes_per_batch x images_per_class for class-balanced batches)."""
