@@ -12,7 +12,11 @@ PYTEST_ARGS   ?=
 
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup test train export evaluate bench demo clean
+EDGE_VENV     ?= .venv-edge
+EDGE_STAMP    := $(EDGE_VENV)/.installed
+BENCH_JSON    ?= artifacts/bench/results.json
+
+.PHONY: help setup edge-venv test train export evaluate bench demo clean
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -26,6 +30,13 @@ $(STAMP): requirements-edge.txt requirements-train.txt
 
 setup: $(STAMP) ## Create .venv and install the workstation + test requirements
 
+$(EDGE_STAMP): requirements-edge.txt
+	$(PYTHON_SYSTEM) -m venv $(EDGE_VENV)
+	$(EDGE_VENV)/bin/python -m pip install --quiet -r requirements-edge.txt
+	@touch $(EDGE_STAMP)
+
+edge-venv: $(EDGE_STAMP) ## Create .venv-edge from requirements-edge.txt alone (what a device installs)
+
 test: $(STAMP) ## Run the test suite (no network, no ../shared needed)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
@@ -38,8 +49,16 @@ evaluate: $(STAMP) ## Re-evaluate a finished run's saved encoder: make evaluate 
 export: $(STAMP) ## Export a run to a device bundle: make export RUN=... BUNDLE=...
 	$(PY) -m export --run $(RUN) --bundle $(BUNDLE) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(EXPORT_ARGS)
 
-bench: $(STAMP) ## Run the benchmarks (not part of make test)
-	$(PY) -m pytest benchmarks -p no:xdist --benchmark-only $(PYTEST_ARGS)
+bench: $(STAMP) $(EDGE_STAMP) ## Benchmarks -> benchmarks/RESULTS.md (needs make train export; not in make test)
+	@mkdir -p $(dir $(BENCH_JSON))
+	$(PY) -m pytest benchmarks -p no:xdist --benchmark-only --benchmark-json=$(BENCH_JSON) \
+		--benchmark-columns=median,iqr,min,rounds -o testpaths=benchmarks $(PYTEST_ARGS)
+	$(PY) -m benchmarks.report --json $(BENCH_JSON) --out benchmarks/RESULTS.md
+
+demo: $(STAMP) ## Search the bundle with 3 test images: make demo DATA_DIR=... (needs make export)
+	@test -n "$(DATA_DIR)" || { echo "make demo needs DATA_DIR=<the data folder>"; exit 2; }
+	$(PY) -m edge.gallery list --bundle $(BUNDLE)
+	$(PY) -m edge.search --bundle $(BUNDLE) --k 5 --image $$(head -n 3 $(BUNDLE)/split/test.txt | cut -f1 | sed 's|^|$(DATA_DIR)/|')
 
 clean: ## Remove artifacts/ (the venv stays)
 	rm -rf artifacts .pytest_cache

@@ -56,6 +56,12 @@ def human_line(query, matches: Sequence[Match]) -> str:
     return f"{query}: {shown}"
 
 
+def process_frame(bundle: Bundle, gallery: Gallery, frame_bgr, k: int, search_k: int | None = None,
+                  exact: bool = False) -> list[Match]:
+    """One camera frame -> its top-k gallery matches (the live loop's per-frame work)."""
+    return gallery.search(bundle.encoder.embed_frame(frame_bgr), k, search_k, exact)
+
+
 def search_images(bundle: Bundle, gallery: Gallery, args: argparse.Namespace) -> int:
     failed = 0
     for path in args.image:
@@ -84,7 +90,7 @@ def search_camera(bundle: Bundle, gallery: Gallery, args: argparse.Namespace) ->
     processed = 0
     try:
         for number, frame in read_frames(source, args.every, args.max_frames, args.retries):
-            matches = gallery.search(bundle.encoder.embed_frame(frame), args.k, args.search_k, args.exact)
+            matches = process_frame(bundle, gallery, frame, args.k, args.search_k, args.exact)
             processed += 1
             fps = meter.tick()
             if args.json:

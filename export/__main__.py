@@ -33,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--trees", type=int, default=32, help="Annoy trees")
     parser.add_argument("--pairs", type=int, default=10000, help="balanced pairs per verification set")
     parser.add_argument("--threads", type=int, default=None, help="interpreter threads")
+    parser.add_argument("--check-python", default=None,
+                        help="a Python with tflite-runtime (numpy<2 venv) to also run the model in")
     return parser
 
 
@@ -48,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = ExportOptions(
         mode=args.mode, edgetpu=args.edgetpu, data_dir=args.data_dir, calibration_images=args.calibration_images,
         tolerance_points=args.tolerance, force=args.force, threshold_method=args.threshold_method,
-        target_far=args.target_far, trees=args.trees, pairs=args.pairs, num_threads=args.threads,
+        target_far=args.target_far, trees=args.trees, pairs=args.pairs, num_threads=args.threads, check_python=args.check_python,
     )
     try:
         report = export_run(args.run, args.bundle, options)

@@ -61,6 +61,7 @@ class ExportOptions:
     trees: int = 32
     pairs: int = 10000
     num_threads: int | None = None
+    check_python: str | None = None
     seed: int = 0
 
 
@@ -114,7 +115,7 @@ def _build_bundle(run: RunFolder, data_dir: Path, staging: Path, options: Export
     model_path = staging / MODEL_FILE
     model_path.write_bytes(flatbuffer)
     convert_seconds = time.time() - tick
-    manifest = _draft_manifest(model_path, mode, size)
+    manifest = draft_manifest(model_path, mode, size)
 
     runtime = find_runtime()
     encoder = Encoder(model_path, manifest, options.num_threads, runtime=runtime)
@@ -150,7 +151,7 @@ def _build_bundle(run: RunFolder, data_dir: Path, staging: Path, options: Export
         "fidelity": fidelity,
         "verification": verification,
         "edgetpu_readiness": readiness_report(model_path),
-        "interpreters": _interpreters(runtime),
+        "interpreters": _interpreters(runtime, model_path, options.check_python),
         "options": asdict(options),
     }
     if drop_points > options.tolerance_points and not options.force:
@@ -165,7 +166,7 @@ def _build_bundle(run: RunFolder, data_dir: Path, staging: Path, options: Export
     return report
 
 
-def _draft_manifest(model_path: Path, mode: str, size: int) -> Manifest:
+def draft_manifest(model_path: Path, mode: str, size: int) -> Manifest:
     """Input/output facts read from the converted model itself."""
     interpreter = make_interpreter(model_path)
     inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
@@ -264,10 +265,16 @@ def _fidelity(float_train, float_test, device_train, device_test) -> dict:
     }
 
 
-def _interpreters(runtime) -> dict:
+def _interpreters(runtime, model_path: Path, check_python: str | None) -> dict:
+    checked = [{"name": runtime.name, "version": runtime.version, "result": "ran every test and gallery image"}]
+    if check_python:
+        from export.interpreter_check import check_with_tflite_runtime
+
+        checked.append(check_with_tflite_runtime(check_python, model_path))
+        return {"checked": checked}
     return {
-        "checked": [{"name": runtime.name, "version": runtime.version, "result": "ran every test and gallery image"}],
-        "tflite_runtime": "not run here: tflite-runtime 2.14 needs numpy<2; see README 'Interpreters'",
+        "checked": checked,
+        "tflite_runtime": "not checked (export --check-python PY with a tflite-runtime venv); see README 'Interpreters'",
     }
 
 

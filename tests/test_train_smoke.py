@@ -78,3 +78,14 @@ def test_unknown_holdout_class_is_a_clear_error(tmp_path, capsys):
     argv = ["--data-dir", str(data), "--run-dir", str(tmp_path / "run"), "--holdout-classes", "tulips", *TINY]
     assert train_main(argv) == 2
     assert "not in" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("loss", ["triplet", "contrastive", "bce"])
+def test_every_loss_trains_end_to_end(tmp_path, tiny_data, loss):
+    run = tmp_path / "run"
+    argv = ["--data-dir", str(tiny_data), "--run-dir", str(run), "--loss", loss, "--pairs-per-epoch", "48", *TINY]
+    assert train_main(argv) == 0
+    history = json.loads((run / "history.json").read_text())
+    assert all(np.isfinite(history["stage 1"] + history["stage 2"]))
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert 0.0 <= metrics["pair_head"]["roc_auc"] <= 1.0
