@@ -16,14 +16,18 @@ from train.augment import augmented_view
 log = logging.getLogger(__name__)
 
 
-def run_in_batches(model, images: np.ndarray, batch_size: int = 32, dtype=np.float16) -> np.ndarray:
-    """``model.predict`` over ``images`` in batches, stored as ``dtype`` to halve the memory."""
-    outputs = []
-    for start in range(0, len(images), batch_size):
-        batch = np.asarray(images[start : start + batch_size], dtype=np.float32)
-        outputs.append(np.asarray(model.predict_on_batch(batch)).astype(dtype))
-    if not outputs:
+def run_in_batches(model, images: np.ndarray, batch_size: int = 32, dtype=np.float16, chunk: int = 512) -> np.ndarray:
+    """``model.predict`` over ``images``, stored as ``dtype`` (float16 halves the cache's memory).
+
+    ``predict`` (not ``predict_on_batch``) so that tf.distribute strategies split and gather the
+    batches correctly; chunks of ``chunk`` images bound the float32 intermediate memory.
+    """
+    if len(images) == 0:
         raise ValueError("run_in_batches got no images")
+    outputs = []
+    for start in range(0, len(images), chunk):
+        part = np.asarray(images[start : start + chunk], dtype=np.float32)
+        outputs.append(np.asarray(model.predict(part, batch_size=batch_size, verbose=0)).astype(dtype))
     return np.concatenate(outputs)
 
 
