@@ -58,36 +58,42 @@ def open_camera(source: int | str) -> Iterator[cv2.VideoCapture]:
 
 
 def read_frames(source: int | str, every: int = 1, max_frames: int | None = None, retries: int = 3,
-                retry_delay: float = 0.5) -> Iterator[tuple[int, np.ndarray]]:
+                retry_delay: float = 0.5, live: bool | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """Yields ``(frame_number, bgr_frame)`` for every ``every``-th frame.
 
-    A video file ends at its last frame. A live camera that stops delivering frames is reopened up
-    to ``retries`` times (``retry_delay`` doubling each time) before CameraError is raised.
+    A video file ends at its last frame. A live camera (``live``, inferred from the source when
+    None) that stops delivering frames or cannot be reopened is retried up to ``retries`` times
+    (``retry_delay`` doubling each time) before CameraError is raised.
     """
     if every < 1:
         raise ValueError(f"every must be >= 1, got {every}")
+    live = is_live(source) if live is None else live
     number, yielded, failures = 0, 0, 0
-    while True:
-        with open_camera(source) as capture:
-            while max_frames is None or yielded < max_frames:
-                ok, frame = capture.read()
-                if not ok or frame is None:
-                    break
-                failures = 0
-                if number % every == 0:
-                    yield number, frame
-                    yielded += 1
-                number += 1
-            else:
-                return
-        if not is_live(source):
+    while max_frames is None or yielded < max_frames:
+        try:
+            with open_camera(source) as capture:
+                while max_frames is None or yielded < max_frames:
+                    ok, frame = capture.read()
+                    if not ok or frame is None:
+                        break
+                    failures = 0
+                    if number % every == 0:
+                        yield number, frame
+                        yielded += 1
+                    number += 1
+        except CameraError:
+            if not live or number == 0 and failures == 0:
+                raise  # a source that never opened is reported at once
+        if not live:
             if number == 0:
                 raise CameraError(f"video {source!r} opened but holds no readable frames")
+            return
+        if max_frames is not None and yielded >= max_frames:
             return
         failures += 1
         if failures > retries:
             raise CameraError(
-                f"camera {source!r} stopped delivering frames after {number} frames; reopened {retries} times"
+                f"camera {source!r} stopped delivering frames after {number} frames; retried {retries} times"
             )
         log.warning("camera %r returned no frame; reopening (%d/%d)", source, failures, retries)
         time.sleep(retry_delay * 2 ** (failures - 1))

@@ -173,3 +173,15 @@ def test_add_files_with_label_and_build_from_folder(bundle_copy, tmp_path, capsy
     thumbs = list((bundle_copy / "gallery" / "thumbs").glob("*.jpg"))
     assert len(thumbs) == 4  # old thumbnails pruned with the old gallery
     assert gallery_main(["add", "--bundle", str(bundle_copy), "--label", "x", str(tmp_path / "nope.jpg")]) == 2
+
+
+def test_edgetpu_delegate_without_libedgetpu_is_a_clear_error(tiny_bundle, bad_files, capsys):
+    argv = ["--bundle", str(tiny_bundle), "--delegate", "edgetpu", "--image", str(bad_files["good_jpeg"])]
+    assert search_main(argv) == 2
+    err = capsys.readouterr().err
+    assert "libedgetpu" in err and "Traceback" not in err
+
+
+def test_missing_camera_device_exits_2(tiny_bundle, capsys):
+    assert search_main(["--bundle", str(tiny_bundle), "--camera", "7", "--headless"]) == 2
+    assert "could not open camera 7" in capsys.readouterr().err

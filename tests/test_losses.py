@@ -41,3 +41,16 @@ def test_triplet_semihard_exact_value():
     # (a=3, p=0.5): d_ap=6.25; negatives 9, 7.84 farther -> closest 7.84 -> 6.25-7.84+0.5 < 0 -> 0
     expected = (0.29 + 0.45 + 6.5 + 0.0) / 4
     assert _value(triplet_semihard_loss(margin), labels, points) == pytest.approx(expected, rel=1e-5)
+
+
+def test_similarity_distillation_is_zero_for_matching_structure_and_exact_otherwise():
+    from train.losses import similarity_distillation_loss
+
+    loss = similarity_distillation_loss()
+    teacher = np.array([[2.0, 0.0], [0.0, 3.0], [1.0, 1.0]], np.float32)
+    student = teacher / np.linalg.norm(teacher, axis=1, keepdims=True)
+    assert _value(loss, teacher, student) == pytest.approx(0.0, abs=1e-7)
+    # student puts all three on one direction: cos = 1 everywhere; teacher cosines 0, 1/sqrt2, 1/sqrt2
+    collapsed = np.array([[1.0, 0.0]] * 3, np.float32)
+    expected = 2 * ((1 - 0) ** 2 + 2 * (1 - 1 / np.sqrt(2)) ** 2) / 6
+    assert _value(loss, teacher, collapsed) == pytest.approx(expected, rel=1e-5)

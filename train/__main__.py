@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--margin", type=float, default=defaults.margin, help="triplet/contrastive margin")
     add("--cosine-scale", type=float, default=defaults.cosine_scale, help="cosine-softmax logit scale")
     add("--cosine-margin", type=float, default=defaults.cosine_margin, help="CosFace margin (softmax loss)")
+    add("--distill-weight", type=float, default=defaults.distill_weight,
+        help="similarity distillation toward frozen ImageNet features (0 = off)")
     add("--head-epochs", type=int, default=defaults.head_epochs, help="stage 1 epochs (frozen backbone)")
     add("--head-learning-rate", type=float, default=defaults.head_learning_rate, help="stage 1 learning rate")
     add("--fine-tune-epochs", type=int, default=defaults.fine_tune_epochs, help="stage 2 epochs (0 = none)")

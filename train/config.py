@@ -45,6 +45,9 @@ class TrainConfig:
     """Scale of the cosine-softmax logits."""
     cosine_margin: float = 0.15
     """Additive cosine margin (CosFace) subtracted from the true class's cosine during training."""
+    distill_weight: float = 0.0
+    """Weight of the similarity-distillation term toward the frozen ImageNet features (softmax and
+    triplet losses); keeps classes never trained on retrievable. 0 turns it off."""
     head_epochs: int = 10
     """Stage 1: epochs of the projection head on cached frozen features."""
     head_learning_rate: float = 1e-3

@@ -84,3 +84,25 @@ def cosine_softmax_loss(scale: float, margin: float = 0.0):
 
     loss.__name__ = "cosine_softmax"
     return loss
+
+
+def similarity_distillation_loss():
+    """Keeps the embedding's similarity structure close to a frozen teacher's.
+
+    ``y_true`` holds the teacher's features of the batch (centred by their training mean);
+    ``y_pred`` the unit embeddings. Loss = mean over off-diagonal pairs of
+    ``(cos_student(i, j) - cos_teacher(i, j))^2`` (relational distillation, Park et al. 2019).
+    Fine-tuning on a few classes otherwise discards what ImageNet features know about other
+    classes; this term is what keeps unseen classes retrievable.
+    """
+
+    def loss(y_true, y_pred):
+        teacher = y_true / ops.sqrt(ops.sum(ops.square(y_true), axis=1, keepdims=True) + 1e-12)
+        student = y_pred / ops.sqrt(ops.sum(ops.square(y_pred), axis=1, keepdims=True) + 1e-12)
+        difference = ops.matmul(student, ops.transpose(student)) - ops.matmul(teacher, ops.transpose(teacher))
+        size = ops.cast(ops.shape(y_pred)[0], "float32")
+        off_diagonal = ops.sum(ops.square(difference)) - ops.sum(ops.square(ops.diagonal(difference)))
+        return off_diagonal / ops.maximum(size * (size - 1.0), 1.0)
+
+    loss.__name__ = "similarity_distillation"
+    return loss

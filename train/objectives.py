@@ -36,9 +36,27 @@ def make_heads(num_classes: int, cosine_scale: float) -> Heads:
 
 
 def training_model(
-    embedder: keras.Model, loss: str, heads: Heads, margin: float, cosine_margin: float = 0.0
-) -> tuple[keras.Model, object]:
-    """The Keras model to fit and its loss, for ``loss`` in train.config.LOSSES."""
+    embedder: keras.Model, loss: str, heads: Heads, margin: float, cosine_margin: float = 0.0,
+    distill_weight: float = 0.0,
+) -> tuple[keras.Model, object, list[float] | None]:
+    """The Keras model to fit, its loss(es) and loss weights, for ``loss`` in train.config.LOSSES.
+
+    With ``distill_weight > 0`` (softmax and triplet), the model also outputs the embedding for
+    the similarity-distillation term; ``epoch_data`` then supplies the teacher features as its target.
+    """
+    model, main_loss = _single_model(embedder, loss, heads, margin, cosine_margin)
+    if not uses_distillation(loss, distill_weight):
+        return model, main_loss, None
+    embedding = keras.layers.Identity(name="embedding_for_distillation")(embedder.output)
+    both = keras.Model(embedder.input, [model.output, embedding])
+    return both, [main_loss, losses.similarity_distillation_loss()], [1.0, distill_weight]
+
+
+def uses_distillation(loss: str, distill_weight: float) -> bool:
+    return distill_weight > 0 and loss in ("softmax", "triplet")
+
+
+def _single_model(embedder, loss, heads, margin, cosine_margin):
     if loss == "softmax":
         model = keras.Model(embedder.input, heads.classifier(embedder.output))
         return model, losses.cosine_softmax_loss(heads.classifier.scale, cosine_margin)
@@ -58,11 +76,15 @@ def epoch_data(
     batch_size: int,
     pairs_per_epoch: int,
     rng: np.random.Generator,
-) -> tuple[object, np.ndarray]:
-    """One epoch of ``(x, y)`` in batch order (fit with ``shuffle=False``)."""
+    teacher: np.ndarray | None = None,
+) -> tuple[object, object]:
+    """One epoch of ``(x, y)`` in batch order (fit with ``shuffle=False``); with ``teacher``,
+    ``y`` is ``(labels, teacher features)`` for the distillation output."""
     if loss in ("softmax", "triplet"):
         num_batches = max(1, len(labels) // batch_size)
         order = class_balanced_batches(labels, batch_size, num_batches, rng).reshape(-1)
+        if teacher is not None:
+            return features_of(order, rng), (labels[order], teacher[order])
         return features_of(order, rng), labels[order]
     pairs = balanced_pairs(labels, pairs_per_epoch, rng)
     x = [features_of(pairs[:, 0], rng), features_of(pairs[:, 1], rng)]

@@ -118,11 +118,15 @@ def train(config: TrainConfig) -> dict:
     with strategy.scope():
         vectors = keras.Input(baseline_train.shape[1:], name="pooled_features")
         head_only = keras.Model(vectors, tower.normalize(tower.projection(vectors)))
-        model, loss = objectives.training_model(head_only, config.loss, heads, config.margin, config.cosine_margin)
-        model.compile(optimizer=keras.optimizers.Adam(config.head_learning_rate), loss=loss)
+        model, loss, weights = objectives.training_model(
+            head_only, config.loss, heads, config.margin, config.cosine_margin, config.distill_weight
+        )
+        model.compile(optimizer=keras.optimizers.Adam(config.head_learning_rate), loss=loss, loss_weights=weights)
     fit_pooled = baseline_train[fit_rows]
+    # Teacher for distillation: the frozen features, centred so that cosine reflects differences.
+    teacher = (fit_pooled - fit_pooled.mean(axis=0)) if weights else None
     history["stage 1"] = _fit_epochs(
-        model, config, fit_labels, lambda idx, _: fit_pooled[idx], config.head_epochs, rng, "stage 1"
+        model, config, fit_labels, lambda idx, _: fit_pooled[idx], config.head_epochs, rng, "stage 1", teacher
     )
     timing["stage1_seconds"] = time.time() - tick
 
@@ -138,14 +142,14 @@ def train(config: TrainConfig) -> dict:
         timing["augmented_views_seconds"] = time.time() - tick
         set_fine_tuning(tower, config.fine_tune_from_block)
         with strategy.scope():
-            model, loss = objectives.training_model(
-                upper_embedder, config.loss, heads, config.margin, config.cosine_margin
+            model, loss, weights = objectives.training_model(
+                upper_embedder, config.loss, heads, config.margin, config.cosine_margin, config.distill_weight
             )
             schedule = _cosine_schedule(config, _steps_per_epoch(config, fit_labels))
-            model.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss)
+            model.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss, loss_weights=weights)
         history["stage 2"] = _fit_epochs(
             model, config, fit_labels, lambda idx, r: pick_views(views, idx, r),
-            config.fine_tune_epochs, rng, "stage 2",
+            config.fine_tune_epochs, rng, "stage 2", teacher,
         )
         del views
     timing["stage2_seconds"] = time.time() - tick
@@ -185,12 +189,13 @@ def train(config: TrainConfig) -> dict:
     return metrics
 
 
-def _fit_epochs(model, config: TrainConfig, labels, features_of, epochs: int, rng, stage: str) -> list[float]:
+def _fit_epochs(model, config: TrainConfig, labels, features_of, epochs: int, rng, stage: str,
+                teacher: np.ndarray | None = None) -> list[float]:
     losses = []
     batch_size = objectives.effective_batch_size(config.loss, labels, config.batch_size)
     for epoch in range(epochs):
         tick = time.time()
-        x, y = objectives.epoch_data(config.loss, labels, features_of, batch_size, config.pairs_per_epoch, rng)
+        x, y = objectives.epoch_data(config.loss, labels, features_of, batch_size, config.pairs_per_epoch, rng, teacher)
         result = model.fit(x, y, batch_size=batch_size, epochs=1, shuffle=False, verbose=1 if config.progress else 0)
         losses.append(float(result.history["loss"][-1]))
         log.info("%s epoch %d/%d: loss %.4f (%.0f s)", stage, epoch + 1, epochs, losses[-1], time.time() - tick)
