@@ -10,7 +10,7 @@ from edge.images import ImageSource, bgr_frame_to_rgb, read_image
 from edge.interpreter import InterpreterError, Runtime, make_interpreter
 from edge.manifest import Manifest, ManifestError
 from edge.metrics import l2_normalize
-from edge.preprocess import to_model_input
+from edge.preprocess import resize_image, to_model_input
 from edge.quant import QuantParams, dequantize, params_of
 
 
@@ -44,8 +44,16 @@ class Encoder:
         return self.embed_rgb(read_image(image))
 
     def embed_frame(self, frame_bgr: np.ndarray) -> np.ndarray:
-        """An OpenCV BGR camera frame -> (D,) float32 unit vector."""
-        return self.embed_rgb(bgr_frame_to_rgb(frame_bgr))
+        """An OpenCV BGR camera frame -> (D,) float32 unit vector.
+
+        Resizes before converting colour, so the conversion touches H x W pixels, not the whole
+        frame (same pixels as convert-then-resize: both steps are per-pixel linear or channel-wise).
+        """
+        spec = self.manifest.input
+        if not isinstance(frame_bgr, np.ndarray) or frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3:
+            return self.embed_rgb(bgr_frame_to_rgb(frame_bgr))  # gray/BGRA/odd frames: the general path
+        small = resize_image(frame_bgr, spec.height, spec.width)
+        return self.embed_rgb(bgr_frame_to_rgb(small))
 
     def embed_rgb(self, rgb: np.ndarray) -> np.ndarray:
         """A validated HxWx3 uint8 RGB image -> (D,) float32 unit vector."""

@@ -39,6 +39,9 @@ DEFAULT_TREES = 32
 # top 5 is always the prefix of the top 10, and high enough for recall >= 0.99 on galleries of
 # tens of thousands (benchmarks/RESULTS.md measures it against exact search).
 DEFAULT_SEARCH_K = 4000
+# Below this many items exact numpy search is both faster and exact (benchmarks/RESULTS.md:
+# 10,000 x 128-d exact 0.15 ms vs Annoy at search_k 4000 0.29 ms), so "auto" uses it.
+EXACT_SEARCH_MAX_ITEMS = 10_000
 
 
 class GalleryError(ValueError):
@@ -114,7 +117,8 @@ class Gallery:
     def embedding_size(self) -> int:
         return int(self.info["embedding_size"])
 
-    def search(self, vector: np.ndarray, k: int = 5, search_k: int | None = None, exact: bool = False) -> list[Match]:
+    def search(self, vector: np.ndarray, k: int = 5, search_k: int | None = None,
+               exact: bool | None = None) -> list[Match]:
         """The ``k`` nearest items to a unit vector, best first.
 
         Args:
@@ -122,7 +126,8 @@ class Gallery:
           k: results wanted.
           search_k: Annoy nodes to inspect; None uses the gallery's ``search_k`` (gallery.json),
             -1 Annoy's own default (trees * k). More is slower and closer to exact.
-          exact: brute-force numpy search instead of Annoy.
+          exact: True brute-force numpy search, False Annoy, None (auto) exact for galleries of at
+            most EXACT_SEARCH_MAX_ITEMS items and Annoy above.
         """
         vector = np.asarray(vector, dtype=np.float32).reshape(-1)
         if vector.shape[0] != self.embedding_size:
@@ -131,6 +136,8 @@ class Gallery:
             return []
         vector = l2_normalize(vector)
         k = min(k, len(self))
+        if exact is None:
+            exact = len(self) <= EXACT_SEARCH_MAX_ITEMS
         if exact:
             similarity = self.items.embeddings @ vector
             order = np.argsort(-similarity, kind="stable")[:k]

@@ -40,5 +40,7 @@ def to_model_input(
     The exported encoders rescale pixels inside the model, so the float input is raw 0..255 and
     an int8 input is ``pixel / scale + zero_point`` with the converter's own parameters.
     """
-    resized = resize_image(rgb, height, width).astype(np.float32)
-    return quantize(resized, params, dtype)[None, ...]
+    resized = resize_image(rgb, height, width)
+    if np.dtype(dtype) == np.uint8 and params == QuantParams(1.0, 0):
+        return resized[None, ...]  # raw pixels are already the model's input: no arithmetic
+    return quantize(resized.astype(np.float32), params, dtype)[None, ...]

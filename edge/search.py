@@ -41,7 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-frames", type=int, default=None, help="stop after this many processed frames")
     parser.add_argument("--search-k", type=int, default=None,
                         help="Annoy nodes to inspect (default: the gallery's, 4000; -1: Annoy's trees*k)")
-    parser.add_argument("--exact", action="store_true", help="exact numpy search instead of Annoy")
+    method = parser.add_mutually_exclusive_group()
+    method.add_argument("--exact", dest="exact", action="store_const", const=True, default=None,
+                        help="always exact numpy search (default: exact up to 10,000 items, Annoy above)")
+    method.add_argument("--annoy", dest="exact", action="store_const", const=False, help="always Annoy search")
     parser.add_argument("--retries", type=int, default=3, help="reopen attempts when a live camera stalls")
     parser.add_argument("--quiet", action="store_true", help="no per-second FPS line on stderr")
     return parser
@@ -57,7 +60,7 @@ def human_line(query, matches: Sequence[Match]) -> str:
 
 
 def process_frame(bundle: Bundle, gallery: Gallery, frame_bgr, k: int, search_k: int | None = None,
-                  exact: bool = False) -> list[Match]:
+                  exact: bool | None = None) -> list[Match]:
     """One camera frame -> its top-k gallery matches (the live loop's per-frame work)."""
     return gallery.search(bundle.encoder.embed_frame(frame_bgr), k, search_k, exact)
 

@@ -57,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (RunFolderError, ExportError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    f, d = report["float_keras"]["retrieval"], report["device"]["annoy_search"]
+    f, d = report["float_keras"]["retrieval"], report["device"]["gallery_search"]
     print(f"float Keras : P@1 {f['precision@1']:.4f}  P@5 {f['precision@5']:.4f}  ROC AUC {report['float_keras']['roc_auc']:.4f}")
     print(f"{report['mode']:>5} device: P@1 {d['precision@1']:.4f}  P@5 {d['precision@5']:.4f}  ROC AUC {report['device']['roc_auc']:.4f}")
     print(f"P@5 change {-report['p5_drop_points']:+.2f} points; threshold {report['verification']['threshold']:.4f} "

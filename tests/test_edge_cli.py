@@ -40,7 +40,7 @@ def test_image_search_json_reproduces_export_p_at_5(tiny_bundle, capsys):
     ranked = np.array([[m["label"] for m in line["matches"]] for line in lines])
     from_json = precision_at_k(ranked, np.array([label for _, label in images]), 5)
     report = json.loads((tiny_bundle / "fidelity.json").read_text())
-    assert from_json == pytest.approx(report["device"]["annoy_search"]["precision@5"], abs=1e-9)
+    assert from_json == pytest.approx(report["device"]["gallery_search"]["precision@5"], abs=1e-9)
 
 
 def _write_video(path, frames, size=(64, 48)):

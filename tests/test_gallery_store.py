@@ -39,7 +39,7 @@ def test_annoy_agrees_with_exact_on_clustered_data(tmp_path):
     save_gallery(tmp_path, _items(vectors, [str(i // 50) for i in range(500)]), SHA, trees=16)
     gallery = load_gallery(tmp_path)
     queries = centres + 0.3 * rng.normal(size=centres.shape)
-    overlap = [len({m.path for m in gallery.search(q, 10, search_k=2000)} & {m.path for m in gallery.search(q, 10, exact=True)})
+    overlap = [len({m.path for m in gallery.search(q, 10, search_k=2000, exact=False)} & {m.path for m in gallery.search(q, 10, exact=True)})
                for q in queries]
     assert np.mean(overlap) / 10 >= 0.95
 
@@ -94,3 +94,18 @@ def test_items_operations():
     assert merged.labels == ["a", "b", "a", "c"] and merged.embeddings.shape == (4, 2)
     with pytest.raises(GalleryError, match="disagree"):
         GalleryItems(np.zeros((2, 2), np.float32), ["a"], ["p"], [None])
+
+
+def test_auto_search_is_exact_for_small_galleries(tmp_path, monkeypatch):
+    import edge.gallery_store as store
+
+    rng = np.random.default_rng(1)
+    vectors = rng.normal(size=(300, 8))
+    save_gallery(tmp_path, _items(vectors, [str(i) for i in range(300)]), SHA, trees=2, search_k=2)
+    gallery = load_gallery(tmp_path)
+    query = rng.normal(size=8)
+    exact = [m.path for m in gallery.search(query, 10, exact=True)]
+    assert [m.path for m in gallery.search(query, 10)] == exact  # 300 <= the exact limit
+    monkeypatch.setattr(store, "EXACT_SEARCH_MAX_ITEMS", 100)
+    # above the limit the tiny Annoy budget (2 trees, search_k 2) is used and misses neighbours
+    assert [m.path for m in gallery.search(query, 10)] != exact
