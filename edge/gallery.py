@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Sequence
 
 from edge import enrol
+from edge.bundle import newest_bundle
 from edge.cli import EXIT_ERROR, add_bundle_arguments, load_bundle, run_main, setup_logging
 from edge.gallery_store import DEFAULT_TREES, load_gallery
 from edge.manifest import read_manifest
@@ -66,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def body() -> int:
         if args.command in ("list", "remove"):
-            bundle_path = args.bundle if args.bundle is not None else load_bundle(args).path
+            bundle_path = args.bundle if args.bundle is not None else newest_bundle()
             manifest = read_manifest(bundle_path)
             root = Path(bundle_path) / "gallery"
             if args.command == "remove":

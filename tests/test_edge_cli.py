@@ -1,7 +1,6 @@
 """The device commands through main(argv), on a real int8 bundle, real Annoy files and real video."""
 
 import json
-import shutil
 import struct
 import zlib
 

@@ -38,5 +38,5 @@ def test_every_documented_edge_flag_exists(command):
 
 def test_make_targets_in_readme_exist():
     makefile = (REPO_ROOT / "Makefile").read_text()
-    for target in set(re.findall(r"make (\w+)", README)):
+    for target in set(re.findall(r"(?:`|^)make ([\w-]+)", README, re.M)):
         assert re.search(rf"^{target}:", makefile, re.M), f"README mentions make {target}"
