@@ -28,11 +28,10 @@ def _data(size: int, dim: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return normalise(vectors).astype(np.float32), normalise(queries).astype(np.float32)
 
 
-class _Cache(dict):
-    pass
-
-
-_DATA, _INDEX, _TRUTH = _Cache(), _Cache(), _Cache()
+# Built once per session and shared by the parametrized cases.
+_DATA: dict = {}
+_INDEX: dict = {}
+_TRUTH: dict = {}
 
 
 def _exact_top(vectors: np.ndarray, query: np.ndarray, k: int = 10) -> np.ndarray:

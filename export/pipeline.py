@@ -138,7 +138,7 @@ def _build_bundle(run: RunFolder, data_dir: Path, staging: Path, options: Export
     float_retrieval = retrieval_report(float_test, test_labels, float_train, train_labels)
     quant_retrieval = retrieval_report(device_test, test_labels, device_train, train_labels)
 
-    verification = _verification(run, test_set.records, float_test, device_test, test_labels, options)
+    verification = _verification(test_set.records, float_test, device_test, test_labels, options)
     fidelity = _fidelity(float_train, float_test, device_train, device_test)
     drop_points = 100.0 * (float_retrieval["precision@5"] - device_search["precision@5"])
     report = {
@@ -216,7 +216,7 @@ def _complete_manifest(draft: Manifest, run: RunFolder, report: dict, verificati
     return Manifest(**values)
 
 
-def _verification(run, test_records, float_test, device_test, labels, options) -> dict:
+def _verification(test_records, float_test, device_test, labels, options) -> dict:
     paths = [r.path for r in test_records]
     _, label_ids = np.unique(labels, return_inverse=True)
     all_pairs = balanced_pairs(label_ids, options.pairs, np.random.default_rng(options.seed))
