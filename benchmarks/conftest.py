@@ -59,15 +59,13 @@ def _convert(run_dir: Path, mode: str, size: int) -> bytes:
 
     from export.convert import fixed_batch_model, to_tflite
     from train.data import load_images
-    from train.model import build_tower, export_encoder
+    from train.model import export_encoder, rebuild_encoder
     from train.run_folder import data_dir_of, open_run
 
     run = open_run(run_dir)
     trained = keras.models.load_model(run.encoder_path)
     if size != run.config.input_size:  # same weights, another input size
-        tower = build_tower(size, run.config.embedding_size, "none", run.config.alpha)
-        tower.encoder.set_weights(trained.get_weights())
-        trained = tower.encoder
+        trained = rebuild_encoder(trained, size, run.config.alpha)
     images = None
     if mode == "int8":
         loaded, _ = load_images(data_dir_of(run, None), run.train_records[::10][:200], run.class_names, size)

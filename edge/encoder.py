@@ -9,7 +9,7 @@ import numpy as np
 from edge.images import ImageSource, bgr_frame_to_rgb, read_image
 from edge.interpreter import InterpreterError, Runtime, make_interpreter
 from edge.manifest import Manifest, ManifestError
-from edge.metrics import l2_normalize
+from edge.metrics import segment_normalize
 from edge.preprocess import resize_image, to_model_input
 from edge.quant import QuantParams, dequantize, params_of
 
@@ -59,7 +59,7 @@ class Encoder:
         """A validated HxWx3 uint8 RGB image -> (D,) float32 unit vector."""
         spec = self.manifest.input
         batch = to_model_input(rgb, spec.height, spec.width, self.input_dtype, self.input_params)
-        return l2_normalize(self.run(batch))[0]
+        return segment_normalize(self.run(batch), self.manifest.output.segments)[0]
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Invokes the model on a prepared (1, H, W, 3) input; returns dequantised raw outputs."""

@@ -2,7 +2,8 @@
 
 A bundle folder holds ``encoder.tflite``, ``manifest.json`` and ``gallery/``. The manifest says
 how to feed the model (size, colour order, resize rule, dtype and quantisation), what comes out
-(embedding size and quantisation; L2 normalisation happens on the device), the metric, the
+(embedding size and quantisation; L2 normalisation happens on the device, segment by segment
+when the output is made of several), the metric, the
 calibrated verification threshold, the model's sha256 and the metrics measured at export.
 """
 
@@ -14,7 +15,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_SCHEMA_VERSIONS = (1, 2)
+"""Version 2 added ``output.segments``; a version 1 manifest reads as one unsegmented output."""
 FORMAT = "siamese-edge-bundle"
 MANIFEST_FILE = "manifest.json"
 MODEL_FILE = "encoder.tflite"
@@ -51,6 +54,12 @@ class OutputSpec:
     scale: float = 0.0
     zero_point: int = 0
     l2_normalize: str = "device"
+    segments: tuple = ()
+    """Consecutive parts of the output, ``{"name", "size", "weight"}`` each: the device scales every
+    part to unit length times its weight (edge.metrics.segment_normalize). Empty: one part."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "segments", tuple(self.segments or ()))
 
 
 @dataclass(frozen=True)
@@ -98,9 +107,10 @@ class Manifest:
         if values.get("format") != FORMAT:
             raise ManifestError(f"{source}: format is {values.get('format')!r}, expected {FORMAT!r}")
         version = values.get("schema_version")
-        if version != SCHEMA_VERSION:
+        if version not in READABLE_SCHEMA_VERSIONS:
             raise ManifestError(
-                f"{source}: schema_version {version!r} is not supported (this runtime reads {SCHEMA_VERSION}); "
+                f"{source}: schema_version {version!r} is not supported (this runtime reads "
+                f"{list(READABLE_SCHEMA_VERSIONS)}); "
                 "re-export the bundle with the matching siamese-edge version"
             )
         try:
@@ -125,6 +135,7 @@ class Manifest:
             (self.input.channels == 3, f"input.channels is {self.input.channels}, expected 3"),
             (self.input.height >= 8 and self.input.width >= 8, f"input size {self.input.height}x{self.input.width} too small"),
             (self.output.embedding_size >= 1, f"output.embedding_size is {self.output.embedding_size}"),
+            *self._segment_checks(),
             (self.metric in METRICS, f"metric {self.metric!r} not in {METRICS}"),
             (len(self.model_sha256) == 64, f"model_sha256 {self.model_sha256!r} is not a sha256 hex digest"),
             (0.0 <= self.verification.threshold <= 2.0, f"verification.threshold {self.verification.threshold} outside [0, 2]"),
@@ -132,6 +143,22 @@ class Manifest:
         problems = [message for ok, message in checks if not ok]
         if problems:
             raise ManifestError(f"{source}: " + "; ".join(problems))
+
+    def _segment_checks(self) -> list[tuple[bool, str]]:
+        segments = self.output.segments
+        if not segments:
+            return []
+        try:
+            sizes = [int(segment["size"]) for segment in segments]
+            weights = [float(segment["weight"]) for segment in segments]
+        except (TypeError, KeyError, ValueError):
+            return [(False, f"output.segments {segments!r}: expected objects with size and weight")]
+        return [
+            (sum(sizes) == self.output.embedding_size and min(sizes) >= 1,
+             f"output.segments sizes {sizes} do not add up to embedding_size {self.output.embedding_size}"),
+            (min(weights) > 0 and abs(sum(w * w for w in weights) - 1.0) < 1e-3,
+             f"output.segments weights {weights}: expected positive weights whose squares sum to 1"),
+        ]
 
 
 def read_manifest(bundle_dir: Path) -> Manifest:

@@ -10,7 +10,7 @@ Conventions:
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -20,6 +20,26 @@ def l2_normalize(vectors: np.ndarray, eps: float = 1e-12) -> np.ndarray:
     vectors = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
     return vectors / np.maximum(norms, eps)
+
+
+def segment_normalize(vectors: np.ndarray, segments: Sequence[Mapping]) -> np.ndarray:
+    """Rows made of consecutive segments (mappings with ``size`` and ``weight``), each scaled to
+    unit length and multiplied by its weight; no segments: plain ``l2_normalize``.
+
+    With weights whose squares sum to 1 the result is a unit vector whose cosine similarity is
+    the weighted sum of the segments' cosines (weight squared each).
+    """
+    if not segments:
+        return l2_normalize(vectors)
+    vectors = np.asarray(vectors, dtype=np.float32)
+    sizes = [int(segment["size"]) for segment in segments]
+    if vectors.shape[-1] != sum(sizes):
+        raise ValueError(f"vectors have {vectors.shape[-1]} values, segments {sizes} add up to {sum(sizes)}")
+    ends = np.cumsum(sizes)
+    parts = np.split(vectors, ends[:-1], axis=-1)
+    return np.concatenate(
+        [float(segment["weight"]) * l2_normalize(part) for segment, part in zip(segments, parts)], axis=-1
+    )
 
 
 def cosine_similarity_matrix(queries: np.ndarray, gallery: np.ndarray) -> np.ndarray:

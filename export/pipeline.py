@@ -20,6 +20,7 @@ import subprocess
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -96,7 +97,7 @@ def _build_bundle(run: RunFolder, data_dir: Path, staging: Path, options: Export
 
     from train.data import load_images
     from train.features import run_in_batches
-    from train.model import export_encoder
+    from train.model import embedding_segments, export_encoder
 
     size = run.config.input_size
     train_set, _ = load_images(data_dir, run.train_records, run.class_names, size)
@@ -115,7 +116,7 @@ def _build_bundle(run: RunFolder, data_dir: Path, staging: Path, options: Export
     model_path = staging / MODEL_FILE
     model_path.write_bytes(flatbuffer)
     convert_seconds = time.time() - tick
-    manifest = draft_manifest(model_path, mode, size)
+    manifest = draft_manifest(model_path, mode, size, embedding_segments(keras_encoder))
 
     runtime = find_runtime()
     encoder = Encoder(model_path, manifest, options.num_threads, runtime=runtime)
@@ -170,8 +171,8 @@ def _build_bundle(run: RunFolder, data_dir: Path, staging: Path, options: Export
     return report
 
 
-def draft_manifest(model_path: Path, mode: str, size: int) -> Manifest:
-    """Input/output facts read from the converted model itself."""
+def draft_manifest(model_path: Path, mode: str, size: int, segments: Sequence[dict] = ()) -> Manifest:
+    """Input/output facts read from the converted model itself, and the output's segments."""
     interpreter = make_interpreter(model_path)
     inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
     in_q, out_q = params_of(inp), params_of(out)
@@ -181,7 +182,7 @@ def draft_manifest(model_path: Path, mode: str, size: int) -> Manifest:
         input=InputSpec(height=size, width=size, dtype=np.dtype(inp["dtype"]).name, scale=in_q.scale,
                         zero_point=in_q.zero_point),
         output=OutputSpec(embedding_size=int(out["shape"][-1]), dtype=np.dtype(out["dtype"]).name,
-                          scale=out_q.scale, zero_point=out_q.zero_point),
+                          scale=out_q.scale, zero_point=out_q.zero_point, segments=tuple(segments)),
         verification=Verification(threshold=0.5, method="uncalibrated"),
     )
 

@@ -15,7 +15,9 @@ def test_bundle_has_everything_a_device_needs(tiny_bundle):
     assert names == ["encoder.tflite", "fidelity.json", "gallery", "manifest.json", "split"]
     manifest = read_manifest(tiny_bundle)
     assert manifest.quantization == "int8" and manifest.input.dtype == "uint8" and manifest.output.dtype == "int8"
-    assert manifest.output.embedding_size == 16 and manifest.input.height == 32
+    segments = manifest.output.segments
+    assert [s["name"] for s in segments] == ["head", "generic"] and segments[0]["size"] == 16
+    assert manifest.output.embedding_size == sum(s["size"] for s in segments) and manifest.input.height == 32
     assert manifest.verification.method == "eer" and 0.0 <= manifest.verification.threshold <= 2.0
     assert manifest.interpreters["checked"][0]["name"] == "ai_edge_litert"
     assert not manifest.forced
@@ -62,9 +64,11 @@ def test_tampered_model_is_refused(bundle_copy):
 
 def test_wrong_embedding_size_is_refused(bundle_copy):
     values = json.loads((bundle_copy / "manifest.json").read_text())
+    real_size = values["output"]["embedding_size"]
     values["output"]["embedding_size"] = 7
+    values["output"]["segments"] = [{"name": "a", "size": 3, "weight": 0.6}, {"name": "b", "size": 4, "weight": 0.8}]
     (bundle_copy / "manifest.json").write_text(json.dumps(values))
-    with pytest.raises(ManifestError, match="embedding size 16 != manifest 7"):
+    with pytest.raises(ManifestError, match=f"embedding size {real_size} != manifest 7"):
         open_bundle(bundle_copy)
 
 

@@ -41,6 +41,29 @@ def test_unknown_schema_version_is_refused():
         Manifest.from_dict(values)
 
 
+def test_version_1_manifest_reads_as_one_segment():
+    values = _manifest().to_dict() | {"schema_version": 1}
+    del values["output"]["segments"]
+    manifest = Manifest.from_dict(values)
+    assert manifest.schema_version == 1 and manifest.output.segments == ()
+
+
+def test_segments_must_cover_the_output_with_unit_weights():
+    good = [{"name": "head", "size": 96, "weight": 0.6}, {"name": "generic", "size": 32, "weight": 0.8}]
+    manifest = _manifest(output=OutputSpec(embedding_size=128, dtype="int8", segments=tuple(good)))
+    assert Manifest.from_dict(json.loads(manifest.to_json())) == manifest
+    values = manifest.to_dict()
+    values["output"]["segments"][1]["size"] = 40
+    with pytest.raises(ManifestError, match=r"sizes \[96, 40\] do not add up to embedding_size 128"):
+        Manifest.from_dict(values)
+    values["output"]["segments"][1].update(size=32, weight=0.5)
+    with pytest.raises(ManifestError, match="squares sum to 1"):
+        Manifest.from_dict(values)
+    values["output"]["segments"] = [{"size": 128}]
+    with pytest.raises(ManifestError, match="expected objects with size and weight"):
+        Manifest.from_dict(values)
+
+
 def test_missing_field_is_named():
     values = _manifest().to_dict()
     del values["output"]

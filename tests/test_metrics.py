@@ -94,3 +94,16 @@ def test_verification_report_keys():
 def test_l2_normalize_rows_and_zero():
     out = metrics.l2_normalize(np.array([[3.0, 4.0], [0.0, 0.0]]))
     assert np.allclose(out, [[0.6, 0.8], [0.0, 0.0]])
+
+
+def test_segment_normalize_exact():
+    rows = np.array([[3.0, 4.0, 0.0, 2.0], [0.0, 1.0, 5.0, 0.0]])
+    segments = [{"size": 2, "weight": 0.6}, {"size": 2, "weight": 0.8}]
+    out = metrics.segment_normalize(rows, segments)
+    assert np.allclose(out, [[0.36, 0.48, 0.0, 0.8], [0.0, 0.6, 0.8, 0.0]])
+    assert np.allclose(np.linalg.norm(out, axis=1), 1.0)
+    # cosine of the whole = weighted sum of the segments' cosines (0.36 * 1 + 0.64 * 0 here)
+    assert out[0] @ metrics.segment_normalize(np.array([[6.0, 8.0, 1.0, 0.0]]), segments)[0] == pytest.approx(0.36)
+    assert np.allclose(metrics.segment_normalize(rows, []), metrics.l2_normalize(rows))
+    with pytest.raises(ValueError, match="add up to 5"):
+        metrics.segment_normalize(rows, [{"size": 2, "weight": 0.6}, {"size": 3, "weight": 0.8}])

@@ -90,3 +90,16 @@ def test_every_loss_trains_end_to_end(tmp_path, tiny_data, loss):
     assert all(np.isfinite(history["stage 1"] + history["stage 2"]))
     metrics = json.loads((run / "metrics.json").read_text())
     assert 0.0 <= metrics["pair_head"]["roc_auc"] <= 1.0
+
+
+def test_generic_branch_is_reported_and_can_be_turned_off(tiny_run, tiny_data, tmp_path):
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    segments = metrics["embedding_segments"]
+    assert [s["name"] for s in segments] == ["head", "generic"] and segments[0]["size"] == 16
+    assert "trained_head_only" in metrics  # the head alone, beside the fused embedding
+
+    run = tmp_path / "head-only"
+    assert train_main(["--data-dir", str(tiny_data), "--run-dir", str(run), *TINY, "--generic-share", "0"]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["embedding_segments"] == [] and "trained_head_only" not in metrics
+    assert metrics["encoder_check"]["max_abs_diff"] < 1e-3

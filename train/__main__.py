@@ -45,6 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("--cosine-margin", type=float, default=defaults.cosine_margin, help="CosFace margin (softmax loss)")
     add("--distill-weight", type=float, default=defaults.distill_weight,
         help="similarity distillation toward frozen ImageNet features (0 = off)")
+    add("--generic-share", type=float, default=defaults.generic_share,
+        help="cosine share of the fixed generic branch beside the trained head (0 = head only)")
+    add("--generic-size", type=int, default=defaults.generic_size, help="generic branch dimensions")
+    add("--generic-power", type=float, default=defaults.generic_power,
+        help="generic branch whitening: component / singular value ** power")
     add("--head-epochs", type=int, default=defaults.head_epochs, help="stage 1 epochs (frozen backbone)")
     add("--head-learning-rate", type=float, default=defaults.head_learning_rate, help="stage 1 learning rate")
     add("--fine-tune-epochs", type=int, default=defaults.fine_tune_epochs, help="stage 2 epochs (0 = none)")

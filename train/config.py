@@ -48,6 +48,14 @@ class TrainConfig:
     distill_weight: float = 0.0
     """Weight of the similarity-distillation term toward the frozen ImageNet features (softmax and
     triplet losses); keeps classes never trained on retrievable. 0 turns it off."""
+    generic_share: float = 0.4
+    """Share of the cosine similarity given to the generic branch: a fixed whitened-PCA projection
+    of the fine-tuned backbone's last bottleneck, fitted after training, concatenated with the
+    trained head. Keeps classes never trained on retrievable. 0 leaves the head alone."""
+    generic_size: int = 256
+    """Dimensions of the generic branch (at most the bottleneck's 320 and the training images)."""
+    generic_power: float = 0.5
+    """Whitening of the generic branch: component i divided by singular value ** power."""
     head_epochs: int = 10
     """Stage 1: epochs of the projection head on cached frozen features."""
     head_learning_rate: float = 1e-3
@@ -90,6 +98,8 @@ class TrainConfig:
             raise ValueError(f"fine_tune_from_block must be 1..16, got {self.fine_tune_from_block}")
         if self.input_size < 32:
             raise ValueError(f"input_size must be at least 32, got {self.input_size}")
+        if not 0.0 <= self.generic_share < 1.0:
+            raise ValueError(f"generic_share must be in [0, 1), got {self.generic_share}")
         if self.augmented_views < 1:
             raise ValueError(f"augmented_views must be >= 1, got {self.augmented_views}")
 

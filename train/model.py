@@ -8,15 +8,22 @@ exported encoder takes raw pixels.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import keras
+import numpy as np
 from keras import layers, ops
 
 ENCODER_NAME = "encoder"
 PROJECTION_LAYER = "projection"
 NORMALIZE_LAYER = "l2_normalize"
+GENERIC_SOURCE_LAYER = "block_16_project_BN"
+"""MobileNetV2's last linear bottleneck (320 channels at 7x7), the generic branch's input."""
+GENERIC_PROJECTION_LAYER = "generic_projection"
+HEAD_WEIGHT_LAYER = "head_weight"
+GENERIC_WEIGHT_LAYER = "generic_weight"
 
 
 @dataclass
@@ -181,13 +188,99 @@ def pair_distance_model(embedder: keras.Model) -> keras.Model:
     return keras.Model([first, second], distance, name="siamese_distance")
 
 
+def fit_generic_projection(
+    bottleneck: np.ndarray, size: int, power: float, target_rms: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Weights and bias of the fixed generic projection: centre, PCA to ``size`` dimensions, and
+    divide component i by ``singular_value_i ** power`` (0 = plain PCA, 1 = full whitening).
+
+    Fitted on the pooled bottleneck features of the training images only. The result is scaled
+    so its outputs have root-mean-square norm ``target_rms`` (the head's), so that one int8
+    output scale suits both branches of the exported model.
+    """
+    features = np.asarray(bottleneck, dtype=np.float64)
+    mean = features.mean(axis=0)
+    _, singular, components = np.linalg.svd(features - mean, full_matrices=False)
+    size = min(size, int(np.sum(singular > singular[0] * 1e-6)))  # never divide by a zero direction
+    weights = components[:size].T / np.maximum(singular[:size], 1e-12) ** power
+    projected = (features - mean) @ weights
+    weights *= target_rms / max(float(np.sqrt(np.mean(np.sum(projected**2, axis=1)))), 1e-12)
+    return weights.astype(np.float32), (-mean @ weights).astype(np.float32)
+
+
+def add_generic_branch(tower: Tower, generic_size: int, generic_share: float) -> keras.Model:
+    """The encoder with a second, fixed branch beside the trained head.
+
+    Embedding = [sqrt(1 - share) * unit(head), sqrt(share) * unit(generic)], a unit vector whose
+    cosine is ``(1 - share) * cos_head + share * cos_generic``. The head is trained on the
+    training classes and collapses what it was not trained on; the generic branch, a fixed
+    (whitened-PCA) projection of the pooled last bottleneck, keeps the backbone's structure for
+    classes never seen in training. Its weights are set with ``fit_generic_projection``.
+    """
+    if not 0.0 < generic_share < 1.0:
+        raise ValueError(f"generic_share must be in (0, 1), got {generic_share}")
+    backbone = tower.backbone
+    features = keras.Model(
+        backbone.input, [backbone.get_layer(GENERIC_SOURCE_LAYER).output, backbone.output], name="backbone_features"
+    )
+    pixels = keras.Input(backbone.input.shape[1:], name="pixels")
+    bottleneck, last = features(tower.encoder.get_layer("to_unit_range")(pixels))
+    head = layers.UnitNormalization(name="head_l2")(tower.projection(tower.pool(last)))
+    generic = layers.Dense(generic_size, name=GENERIC_PROJECTION_LAYER, trainable=False)(
+        layers.GlobalAveragePooling2D(name="generic_pool")(bottleneck)
+    )
+    generic = layers.UnitNormalization(name="generic_l2")(generic)
+    embedding = layers.Concatenate(name="embedding")([
+        layers.Rescaling(math.sqrt(1.0 - generic_share), name=HEAD_WEIGHT_LAYER)(head),
+        layers.Rescaling(math.sqrt(generic_share), name=GENERIC_WEIGHT_LAYER)(generic),
+    ])
+    return keras.Model(pixels, embedding, name=ENCODER_NAME)
+
+
+def has_generic_branch(encoder: keras.Model) -> bool:
+    return any(layer.name == GENERIC_PROJECTION_LAYER for layer in encoder.layers)
+
+
+def embedding_segments(encoder: keras.Model) -> list[dict]:
+    """How the device turns the exported raw output into the embedding: every segment is
+    L2-normalised and multiplied by its weight. Empty for a single-branch encoder."""
+    if not has_generic_branch(encoder):
+        return []
+    return [
+        {"name": "head", "size": int(encoder.get_layer(PROJECTION_LAYER).units),
+         "weight": float(encoder.get_layer(HEAD_WEIGHT_LAYER).scale)},
+        {"name": "generic", "size": int(encoder.get_layer(GENERIC_PROJECTION_LAYER).units),
+         "weight": float(encoder.get_layer(GENERIC_WEIGHT_LAYER).scale)},
+    ]
+
+
+def rebuild_encoder(trained: keras.Model, input_size: int, alpha: float = 1.0) -> keras.Model:
+    """The same encoder (same weights) built for another input size."""
+    embedding_size = int(trained.get_layer(PROJECTION_LAYER).units)
+    tower = build_tower(input_size, embedding_size, "none", alpha)
+    encoder = tower.encoder
+    segments = embedding_segments(trained)
+    if segments:
+        encoder = add_generic_branch(tower, segments[1]["size"], segments[1]["weight"] ** 2)
+    encoder.set_weights(trained.get_weights())
+    return encoder
+
+
 def export_encoder(encoder: keras.Model) -> keras.Model:
-    """The encoder without its final L2 normalisation (the device normalises in numpy).
+    """The encoder without its L2 normalisation (the device normalises in numpy).
 
     ``UnitNormalization`` does not quantise fully to int8 (../shared/NOTES.md); cosine similarity
-    does not change when the unit scaling is done after the model.
+    does not change when the unit scaling is done after the model. With a generic branch the
+    output is ``[head, generic]`` before normalisation; the manifest's segments say how the device
+    normalises and weights the two parts (``embedding_segments``).
     """
-    return keras.Model(encoder.input, encoder.get_layer(PROJECTION_LAYER).output, name="encoder_unnormalized")
+    if not has_generic_branch(encoder):
+        return keras.Model(encoder.input, encoder.get_layer(PROJECTION_LAYER).output, name="encoder_unnormalized")
+    # The inputs of the two normalisations (each used once, in this graph only): shared layers
+    # such as the projection may also belong to the training graph.
+    branches = [encoder.get_layer("head_l2").input, encoder.get_layer("generic_l2").input]
+    both = layers.Concatenate(name="raw_embedding")(branches)
+    return keras.Model(encoder.input, both, name="encoder_unnormalized")
 
 
 CUSTOM_OBJECTS = {

@@ -22,16 +22,23 @@ from train.data import DatasetError, cap_per_class, list_images, load_images, sp
 from train.evaluate import evaluate_embeddings, nearest_neighbours, pair_cosine_distances, summary_line
 from train.features import augmented_view_features, pick_views, run_in_batches
 from train.model import (
+    GENERIC_PROJECTION_LAYER,
+    GENERIC_SOURCE_LAYER,
+    PairHead,
+    add_generic_branch,
     build_pair_model,
     build_tower,
+    embedding_segments,
+    fit_generic_projection,
     lower_blocks,
     recalibrate_batchnorm,
     set_fine_tuning,
+    split_point,
     upper_blocks,
 )
 from train.plots import plot_history, retrieval_grid, save_rgb_png
 from train.sampling import balanced_pairs
-from edge.metrics import roc_auc
+from edge.metrics import roc_auc, segment_normalize
 
 log = logging.getLogger(__name__)
 BASELINE_KEY = "baseline_frozen_imagenet"
@@ -154,20 +161,31 @@ def train(config: TrainConfig) -> dict:
         del views
     timing["stage2_seconds"] = time.time() - tick
 
-    trained_train = run_in_batches(upper_embedder, clean_train, dtype=np.float32)
-    trained_test = run_in_batches(upper_embedder, clean_test, dtype=np.float32)
+    encoder, head_only_report = tower.encoder, None
+    if config.generic_share > 0:
+        tick = time.time()
+        encoder, trained_train, trained_test = _generic_branch(tower, config, clean_train, clean_test, fit_rows)
+        timing["generic_branch_seconds"] = time.time() - tick
+        head_only_report = evaluate(trained_train[:, : config.embedding_size], trained_test[:, : config.embedding_size])
+        log.info(summary_line("head only", head_only_report))
+    else:
+        trained_train = run_in_batches(upper_embedder, clean_train, dtype=np.float32)
+        trained_test = run_in_batches(upper_embedder, clean_test, dtype=np.float32)
     trained_report = evaluate(trained_train, trained_test)
     log.info(summary_line("trained", trained_report))
 
-    pair_report = _fit_pair_head(tower, heads, config, trained_train, trained_test, train_set.labels, test_set.labels, rng)
-    encoder_check = _check_encoder(tower.encoder, test_set.clean[:16], trained_test[:16])
-    tower.encoder.save(run_dir / "encoder.keras")
-    build_pair_model(tower.encoder, heads.pair_head).save(run_dir / "siamese.keras")
+    pair_head = heads.pair_head if config.loss == "bce" and config.generic_share == 0 else PairHead(name="pair_head")
+    pair_report = _fit_pair_head(pair_head, config, trained_train, trained_test, train_set.labels, test_set.labels, rng)
+    encoder_check = _check_encoder(encoder, test_set.clean[:16], trained_test[:16])
+    encoder.save(run_dir / "encoder.keras")
+    build_pair_model(encoder, pair_head).save(run_dir / "siamese.keras")
     timing["total_seconds"] = time.time() - started
 
     metrics = {
         "trained": trained_report,
         BASELINE_KEY: baseline_report,
+        **({"trained_head_only": head_only_report} if head_only_report else {}),
+        "embedding_segments": embedding_segments(encoder),
         "pair_head": pair_report,
         "encoder_check": encoder_check,
         "data": {
@@ -220,12 +238,32 @@ def _cosine_schedule(config: TrainConfig, steps_per_epoch: int):
     )
 
 
-def _fit_pair_head(tower, heads, config, train_emb, test_emb, train_labels, test_labels, rng) -> dict:
-    """Stage 3: the Siamese L1 pair head on the trained embeddings (skipped if it was the loss)."""
+def _generic_branch(tower, config: TrainConfig, clean_train, clean_test, fit_rows):
+    """Fits the fixed generic branch on the training classes' images and assembles the two-branch
+    encoder. Returns it with the train and test embeddings it gives (head first, as exported)."""
+    backbone = tower.backbone
+    maps = split_point(backbone, config.fine_tune_from_block)
+    bottleneck = keras.layers.GlobalAveragePooling2D()(backbone.get_layer(GENERIC_SOURCE_LAYER).output)
+    head = tower.projection(tower.pool(backbone.output))
+    branches = keras.Model(maps, keras.layers.Concatenate()([head, bottleneck]))
+    raw_train = run_in_batches(branches, clean_train, dtype=np.float32)
+    raw_test = run_in_batches(branches, clean_test, dtype=np.float32)
+    size = config.embedding_size
+    head_rms = float(np.sqrt(np.mean(np.sum(raw_train[fit_rows, :size] ** 2, axis=1))))
+    weights, bias = fit_generic_projection(raw_train[fit_rows, size:], config.generic_size, config.generic_power, head_rms)
+    encoder = add_generic_branch(tower, weights.shape[1], config.generic_share)
+    encoder.get_layer(GENERIC_PROJECTION_LAYER).set_weights([weights, bias])
+    segments = embedding_segments(encoder)
+    embed = lambda raw: segment_normalize(np.hstack([raw[:, :size], raw[:, size:] @ weights + bias]), segments)  # noqa: E731
+    return encoder, embed(raw_train), embed(raw_test)
+
+
+def _fit_pair_head(pair_head, config, train_emb, test_emb, train_labels, test_labels, rng) -> dict:
+    """Stage 3: the Siamese L1 pair head on the final embeddings (already trained if it was the loss)."""
     vectors = keras.Input((train_emb.shape[1],), name="embedding")
     identity = keras.Model(vectors, vectors)
-    pair_model = build_pair_model(identity, heads.pair_head)
-    if config.loss != "bce":
+    pair_model = build_pair_model(identity, pair_head)
+    if config.loss != "bce" or config.generic_share > 0:
         pair_model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="binary_crossentropy")
         pairs = balanced_pairs(train_labels, 20000, rng)
         pair_model.fit([train_emb[pairs[:, 0]], train_emb[pairs[:, 1]]], pairs[:, 2], batch_size=256, epochs=5, verbose=0)
