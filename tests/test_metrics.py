@@ -107,3 +107,21 @@ def test_segment_normalize_exact():
     assert np.allclose(metrics.segment_normalize(rows, []), metrics.l2_normalize(rows))
     with pytest.raises(ValueError, match="add up to 5"):
         metrics.segment_normalize(rows, [{"size": 2, "weight": 0.6}, {"size": 3, "weight": 0.8}])
+
+
+def test_per_query_precision_and_paired_bootstrap():
+    from train.evaluate import paired_bootstrap, per_query_precision
+
+    rng = np.random.default_rng(0)
+    gallery, queries = rng.normal(size=(40, 6)), rng.normal(size=(15, 6))
+    gallery_labels, query_labels = rng.integers(0, 3, 40), rng.integers(0, 3, 15)
+    per_query = per_query_precision(queries, query_labels, gallery, gallery_labels, 5)
+    report = metrics.retrieval_report(queries, query_labels, gallery, gallery_labels)
+    assert per_query.shape == (15,) and per_query.mean() == pytest.approx(report["precision@5"])
+
+    same = paired_bootstrap(per_query, per_query, rounds=200)
+    assert same["difference"] == 0.0 and same["ci95"] == [0.0, 0.0]
+    shifted = paired_bootstrap(per_query + 0.2, per_query, rounds=200)
+    assert shifted["difference"] == pytest.approx(0.2) and shifted["ci95"] == pytest.approx([0.2, 0.2])
+    noisy = paired_bootstrap(np.array([1.0, 0.0, 1.0, 0.0]), np.array([0.0, 0.0, 0.0, 0.0]), rounds=2000)
+    assert noisy["ci95"][0] < 0.5 < noisy["ci95"][1] and noisy["difference"] == 0.5

@@ -71,6 +71,12 @@ def test_holdout_classes_are_reported_as_unseen(tmp_path):
     assert metrics["trained"]["unseen_classes"]["classes"] == ["stripes"]
     assert metrics["trained"]["unseen_classes"]["num_queries"] == 2
     assert metrics["data"]["num_trained_on"] == 16
+    comparison = metrics["unseen_vs_baseline"]["full_gallery"]  # one unseen class: no unseen-only gallery
+    assert set(metrics["unseen_vs_baseline"]) == {"full_gallery"} and comparison["queries"] == 2
+    low, high = comparison["ci95"]
+    assert low <= comparison["difference"] <= high
+    assert comparison["difference"] == pytest.approx(
+        comparison["trained_precision@5"] - comparison["baseline_precision@5"])
 
 
 def test_unknown_holdout_class_is_a_clear_error(tmp_path, capsys):

@@ -20,7 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
-from edge.metrics import cosine_similarity_matrix, retrieval_report, verification_report
+from edge.metrics import cosine_similarity_matrix, ranked_gallery_labels, retrieval_report, verification_report
 from train.sampling import balanced_pairs
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,54 @@ def evaluate_embeddings(
             report["unseen_only"] = retrieval_report(
                 queries[unseen], query_labels[unseen], gallery[in_gallery], gallery_labels[in_gallery]
             )
+    return report
+
+
+def per_query_precision(
+    queries: np.ndarray, query_labels: np.ndarray, gallery: np.ndarray, gallery_labels: np.ndarray, k: int = 5
+) -> np.ndarray:
+    """(Q,) precision@k of every query; its mean is retrieval_report's ``precision@k``."""
+    ranked = ranked_gallery_labels(queries, gallery, np.asarray(gallery_labels), k)
+    return (ranked[:, :k] == np.asarray(query_labels)[:, None]).mean(axis=1)
+
+
+def paired_bootstrap(trained: np.ndarray, baseline: np.ndarray, rounds: int = 10000, seed: int = 0) -> dict:
+    """Mean per-query difference ``trained - baseline`` and its 95 % percentile-bootstrap interval
+    (queries resampled with replacement, the same queries for both embeddings)."""
+    difference = np.asarray(trained, dtype=np.float64) - np.asarray(baseline, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    means = np.array([difference[rng.integers(0, len(difference), len(difference))].mean() for _ in range(rounds)])
+    return {
+        "difference": float(difference.mean()),
+        "ci95": [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))],
+        "queries": int(len(difference)),
+        "rounds": rounds,
+    }
+
+
+def unseen_against_baseline(
+    trained: tuple[np.ndarray, np.ndarray],
+    baseline: tuple[np.ndarray, np.ndarray],
+    gallery_labels: np.ndarray,
+    query_labels: np.ndarray,
+    unseen_ids: Sequence[int],
+    k: int = 5,
+    seed: int = 0,
+) -> dict:
+    """P@k of the unseen-class queries, trained minus baseline, with bootstrap intervals: against
+    the full gallery, and against the unseen classes' gallery items only."""
+    unseen = np.isin(query_labels, unseen_ids)
+    galleries = {"full_gallery": np.ones(len(gallery_labels), dtype=bool)}
+    if len(unseen_ids) >= 2:
+        galleries["unseen_only"] = np.isin(gallery_labels, unseen_ids)
+    report = {}
+    for name, rows in galleries.items():
+        scores = [
+            per_query_precision(test[unseen], query_labels[unseen], train[rows], gallery_labels[rows], k)
+            for train, test in (trained, baseline)
+        ]
+        report[name] = {f"trained_precision@{k}": float(scores[0].mean()), f"baseline_precision@{k}": float(scores[1].mean()),
+                        **paired_bootstrap(scores[0], scores[1], seed=seed)}
     return report
 
 

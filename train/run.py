@@ -19,7 +19,13 @@ import numpy as np
 from train import objectives
 from train.config import TrainConfig
 from train.data import DatasetError, cap_per_class, list_images, load_images, split_records, write_split_lists
-from train.evaluate import evaluate_embeddings, nearest_neighbours, pair_cosine_distances, summary_line
+from train.evaluate import (
+    evaluate_embeddings,
+    nearest_neighbours,
+    pair_cosine_distances,
+    summary_line,
+    unseen_against_baseline,
+)
 from train.features import augmented_view_features, pick_views, run_in_batches
 from train.model import (
     GENERIC_PROJECTION_LAYER,
@@ -181,10 +187,15 @@ def train(config: TrainConfig) -> dict:
     build_pair_model(encoder, pair_head).save(run_dir / "siamese.keras")
     timing["total_seconds"] = time.time() - started
 
+    unseen_comparison = holdout_ids and unseen_against_baseline(
+        (trained_train, trained_test), (baseline_train, baseline_test), train_set.labels, test_set.labels,
+        holdout_ids, seed=config.seed,
+    )
     metrics = {
         "trained": trained_report,
         BASELINE_KEY: baseline_report,
         **({"trained_head_only": head_only_report} if head_only_report else {}),
+        **({"unseen_vs_baseline": unseen_comparison} if holdout_ids else {}),
         "embedding_segments": embedding_segments(encoder),
         "pair_head": pair_report,
         "encoder_check": encoder_check,
