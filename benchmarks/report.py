@@ -190,7 +190,7 @@ def _discussion(f: dict, e2e: dict, results: dict) -> list[str]:
     if "int8 / float32 latency, 1 thread(s)" in ratios:
         notes.append(
             f"- int8 vs float32: int8 takes {ratios['int8 / float32 latency, 1 thread(s)']:.2f}x the float32 time with "
-            "1 thread on this CPU (which has AVX-512 VNNI), at a P@5 cost of 0.2 points (README). On ARM "
+            "1 thread on this CPU (which has AVX-512 VNNI), at a P@5 cost of 0.3 points (README). On ARM "
             "Cortex-A72/A76 (Raspberry Pi 4/5) TFLite's int8 kernels are also usually faster than float32, and the "
             "Edge TPU runs int8 only, so the device should use the int8 bundle.")
     notes.append("- Search: galleries up to 10,000 items are searched exactly (faster than Annoy at high recall "
