@@ -180,22 +180,26 @@ def train(config: TrainConfig) -> dict:
     trained_report = evaluate(trained_train, trained_test)
     log.info(summary_line("trained", trained_report))
 
-    pair_head = heads.pair_head if config.loss == "bce" and config.generic_share == 0 else PairHead(name="pair_head")
-    pair_report = _fit_pair_head(pair_head, config, trained_train, trained_test, train_set.labels, test_set.labels, rng)
+    # The bce loss trained the pair head already, unless the generic branch changed the embedding.
+    pair_head_trained = config.loss == "bce" and config.generic_share == 0
+    pair_head = heads.pair_head if pair_head_trained else PairHead(name="pair_head")
+    pair_report = _fit_pair_head(
+        pair_head, not pair_head_trained, config, trained_train, trained_test, train_set.labels, test_set.labels, rng
+    )
     encoder_check = _check_encoder(encoder, test_set.clean[:16], trained_test[:16])
     encoder.save(run_dir / "encoder.keras")
     build_pair_model(encoder, pair_head).save(run_dir / "siamese.keras")
     timing["total_seconds"] = time.time() - started
 
-    unseen_comparison = holdout_ids and unseen_against_baseline(
+    unseen_comparison = unseen_against_baseline(
         (trained_train, trained_test), (baseline_train, baseline_test), train_set.labels, test_set.labels,
         holdout_ids, seed=config.seed,
-    )
+    ) if holdout_ids else None
     metrics = {
         "trained": trained_report,
         BASELINE_KEY: baseline_report,
         **({"trained_head_only": head_only_report} if head_only_report else {}),
-        **({"unseen_vs_baseline": unseen_comparison} if holdout_ids else {}),
+        **({"unseen_vs_baseline": unseen_comparison} if unseen_comparison else {}),
         "embedding_segments": embedding_segments(encoder),
         "pair_head": pair_report,
         "encoder_check": encoder_check,
@@ -269,12 +273,12 @@ def _generic_branch(tower, config: TrainConfig, clean_train, clean_test, fit_row
     return encoder, embed(raw_train), embed(raw_test)
 
 
-def _fit_pair_head(pair_head, config, train_emb, test_emb, train_labels, test_labels, rng) -> dict:
-    """Stage 3: the Siamese L1 pair head on the final embeddings (already trained if it was the loss)."""
+def _fit_pair_head(pair_head, fit: bool, config, train_emb, test_emb, train_labels, test_labels, rng) -> dict:
+    """Stage 3: the Siamese L1 pair head on the final embeddings (``fit``), then its test AUC."""
     vectors = keras.Input((train_emb.shape[1],), name="embedding")
     identity = keras.Model(vectors, vectors)
     pair_model = build_pair_model(identity, pair_head)
-    if config.loss != "bce" or config.generic_share > 0:
+    if fit:
         pair_model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="binary_crossentropy")
         pairs = balanced_pairs(train_labels, 20000, rng)
         pair_model.fit([train_emb[pairs[:, 0]], train_emb[pairs[:, 1]]], pairs[:, 2], batch_size=256, epochs=5, verbose=0)
