@@ -86,10 +86,16 @@ def test_unknown_holdout_class_is_a_clear_error(tmp_path, capsys):
     assert "not in" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("loss", ["triplet", "contrastive", "bce", "softmax-distill"])
+EXTRA_ARGS = {
+    "softmax-distill": ["--loss", "softmax", "--distill-weight", "1"],
+    "bce-head-only": ["--loss", "bce", "--generic-share", "0"],  # reuses the pair head bce trained
+}
+
+
+@pytest.mark.parametrize("loss", ["triplet", "contrastive", "bce", "bce-head-only", "softmax-distill"])
 def test_every_loss_trains_end_to_end(tmp_path, tiny_data, loss):
     run = tmp_path / "run"
-    extra = ["--loss", "softmax", "--distill-weight", "1"] if loss == "softmax-distill" else ["--loss", loss]
+    extra = EXTRA_ARGS.get(loss, ["--loss", loss])
     argv = ["--data-dir", str(tiny_data), "--run-dir", str(run), *extra, "--pairs-per-epoch", "48", *TINY]
     assert train_main(argv) == 0
     history = json.loads((run / "history.json").read_text())
