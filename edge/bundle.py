@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge.encoder import Encoder
-from edge.gallery_store import Gallery, load_gallery
+from edge.gallery.store import Gallery, load_gallery
 from edge.interpreter import Runtime
 from edge.manifest import MANIFEST_FILE, Manifest, ManifestError, file_sha256, read_manifest
 

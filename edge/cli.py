@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Callable
 
 from edge.bundle import Bundle, newest_bundle, open_bundle
-from edge.gallery_store import GalleryError
+from edge.gallery.store import GalleryError
 from edge.images import ImageError
 from edge.interpreter import InterpreterError
 from edge.manifest import ManifestError

@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.gallery_store import Gallery, Match
+from edge.gallery.store import Gallery, Match
 
 WINDOW = "siamese-edge"
 TILE = 96

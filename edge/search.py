@@ -21,7 +21,7 @@ from typing import Sequence
 from edge.bundle import Bundle
 from edge.camera import CameraError, parse_source, read_frames
 from edge.cli import EXIT_ERROR, USER_ERRORS, add_bundle_arguments, load_bundle, run_main, setup_logging
-from edge.gallery_store import Gallery, Match
+from edge.gallery.store import Gallery, Match
 
 log = logging.getLogger("edge.search")
 

@@ -24,10 +24,10 @@ from typing import Sequence
 
 import numpy as np
 
-from edge import enrol
+from edge.gallery import enrol
 from edge.atomic import replace_dir, write_text_atomic
 from edge.encoder import Encoder
-from edge.gallery_store import load_gallery, save_gallery
+from edge.gallery.store import load_gallery, save_gallery
 from edge.interpreter import find_runtime, make_interpreter
 from edge.manifest import MODEL_FILE, InputSpec, Manifest, OutputSpec, Verification, file_sha256
 from edge.metrics import l2_normalize, precision_at_k, retrieval_report, roc_auc

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import CLASS_STYLES, make_class_folder, synthetic_image, write_rgb
-from edge.gallery import main as gallery_main
+from edge.gallery.__main__ import main as gallery_main
 from edge.metrics import precision_at_k
 from edge.search import main as search_main
 from edge.verify import main as verify_main

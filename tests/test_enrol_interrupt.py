@@ -9,7 +9,7 @@ import time
 import numpy as np
 
 from conftest import REPO_ROOT, make_class_folder
-from edge.gallery_store import CURRENT, GalleryItems, current_version, load_gallery, save_gallery
+from edge.gallery.store import CURRENT, GalleryItems, current_version, load_gallery, save_gallery
 from edge.manifest import read_manifest
 
 

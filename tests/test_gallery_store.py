@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from edge.gallery_store import (
+from edge.gallery.store import (
     CURRENT,
     GalleryError,
     GalleryItems,
@@ -97,7 +97,7 @@ def test_items_operations():
 
 
 def test_auto_search_is_exact_for_small_galleries(tmp_path, monkeypatch):
-    import edge.gallery_store as store
+    import edge.gallery.store as store
 
     rng = np.random.default_rng(1)
     vectors = rng.normal(size=(300, 8))

@@ -11,7 +11,12 @@ FORBIDDEN = ("tensorflow", "keras", "tensorflow_datasets", "train", "export")
 
 
 def edge_modules() -> list[str]:
-    return sorted(f"edge.{p.stem}" for p in EDGE.glob("*.py") if p.stem != "__init__") + ["edge"]
+    """Every module of the edge package, sub-packages included (``__main__`` files too)."""
+    names = []
+    for path in sorted(EDGE.rglob("*.py")):
+        parts = path.relative_to(REPO_ROOT).with_suffix("").parts
+        names.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return names
 
 
 def test_importing_every_edge_module_loads_no_tensorflow():
@@ -29,7 +34,7 @@ def test_importing_every_edge_module_loads_no_tensorflow():
 
 
 def test_edge_source_has_no_desktop_imports():
-    for path in EDGE.glob("*.py"):
+    for path in EDGE.rglob("*.py"):
         tree = ast.parse(path.read_text(), filename=str(path))
         for node in ast.walk(tree):
             names = []

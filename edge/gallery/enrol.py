@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from edge.encoder import Encoder
-from edge.gallery_store import (
+from edge.gallery.store import (
     DEFAULT_SEARCH_K,
     DEFAULT_TREES,
     GalleryError,

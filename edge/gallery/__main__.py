@@ -18,10 +18,10 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from edge import enrol
+from edge.gallery import enrol
 from edge.bundle import newest_bundle
 from edge.cli import EXIT_ERROR, add_bundle_arguments, load_bundle, run_main, setup_logging
-from edge.gallery_store import DEFAULT_TREES, load_gallery
+from edge.gallery.store import DEFAULT_TREES, load_gallery
 from edge.manifest import read_manifest
 
 
