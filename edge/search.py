@@ -5,8 +5,11 @@
     python -m edge.search --bundle artifacts/bundle --image a.jpg b.jpg --k 5 --json
 
 With --json, one line per query image or processed frame:
-``{"query": <path or frame number>, "matches": [{"label", "path", "distance", "similarity"}, ...]}``,
-best first (distance = 1 - cosine similarity). Diagnostics go to stderr.
+``{"query": <path or frame number>, "label": <accepted label or null for unknown>, "reason": ...,
+"score": <top-1 similarity>, "threshold": ..., "matches": [{"label", "path", "distance", "similarity"}, ...]}``,
+best first (distance = 1 - cosine similarity). The label is null when nothing enrolled is close
+enough (the gallery's calibrated threshold) or the frame looks like nothing at all (edge.gallery.openset).
+Diagnostics go to stderr.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Sequence
 from edge.bundle import Bundle
 from edge.camera import CameraError, parse_source, read_frames
 from edge.cli import EXIT_ERROR, USER_ERRORS, add_bundle_arguments, load_bundle, run_main, setup_logging
-from edge.gallery.store import Gallery, Match
+from edge.gallery.store import Gallery, Identification
 
 log = logging.getLogger("edge.search")
 
@@ -50,19 +53,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def match_line(query, matches: Sequence[Match]) -> str:
-    return json.dumps({"query": query, "matches": [m.to_json() for m in matches]})
+def match_line(query, result: Identification) -> str:
+    return json.dumps({"query": query, **result.to_json()})
 
 
-def human_line(query, matches: Sequence[Match]) -> str:
-    shown = ", ".join(f"{m.label} {m.similarity:.3f}" for m in matches)
-    return f"{query}: {shown}"
+def human_line(query, result: Identification) -> str:
+    shown = ", ".join(f"{m.label} {m.similarity:.3f}" for m in result.matches)
+    decision = result.label if result.label is not None else f"unknown ({result.reason})"
+    return f"{query}: {decision} | {shown}"
 
 
 def process_frame(bundle: Bundle, gallery: Gallery, frame_bgr, k: int, search_k: int | None = None,
-                  exact: bool | None = None) -> list[Match]:
-    """One camera frame -> its top-k gallery matches (the live loop's per-frame work)."""
-    return gallery.search(bundle.encoder.embed_frame(frame_bgr), k, search_k, exact)
+                  exact: bool | None = None) -> Identification:
+    """One camera frame -> its decision and top-k gallery matches (the live loop's per-frame work)."""
+    return gallery.identify(bundle.encoder.embed_frame(frame_bgr), k, search_k, exact)
 
 
 def search_images(bundle: Bundle, gallery: Gallery, args: argparse.Namespace) -> int:
@@ -76,8 +80,8 @@ def search_images(bundle: Bundle, gallery: Gallery, args: argparse.Namespace) ->
             if args.json:
                 print(json.dumps({"query": path, "error": str(error)}), flush=True)
             continue
-        matches = gallery.search(vector, args.k, args.search_k, args.exact)
-        print(match_line(path, matches) if args.json else human_line(path, matches), flush=True)
+        result = gallery.identify(vector, args.k, args.search_k, args.exact)
+        print(match_line(path, result) if args.json else human_line(path, result), flush=True)
     return EXIT_ERROR if failed else 0
 
 
@@ -93,16 +97,16 @@ def search_camera(bundle: Bundle, gallery: Gallery, args: argparse.Namespace) ->
     processed = 0
     try:
         for number, frame in read_frames(source, args.every, args.max_frames, args.retries):
-            matches = process_frame(bundle, gallery, frame, args.k, args.search_k, args.exact)
+            result = process_frame(bundle, gallery, frame, args.k, args.search_k, args.exact)
             processed += 1
             fps = meter.tick()
             if args.json:
-                print(match_line(number, matches), flush=True)
+                print(match_line(number, result), flush=True)
             elif not window:
-                print(human_line(f"frame {number}", matches), flush=True)
+                print(human_line(f"frame {number}", result), flush=True)
             if not args.quiet and meter.report_due():
                 log.info("frame %d, %.1f FPS", number, fps)
-            if window and not display.show(display.compose(frame, matches, thumbnails, fps)):
+            if window and not display.show(display.compose(frame, result.matches, thumbnails, fps)):
                 break
     except CameraError as error:
         print(f"error: {error}", file=sys.stderr)

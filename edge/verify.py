@@ -3,8 +3,12 @@
     python -m edge.verify --bundle artifacts/bundle a.jpg b.jpg        # exit 0 same, 1 different, 2 error
     python -m edge.verify --bundle artifacts/bundle --pairs pairs.csv  # columns a,b[,same]
 
-Same when the cosine distance (1 - cos) of the two embeddings is <= the threshold calibrated at
-export (manifest "verification"), or --threshold.
+Same when the cosine distance (1 - cos) of the two embeddings is <= the threshold. The threshold
+comes from the enrolled gallery's calibration when it has one (leave-one-out pairs of the user's own
+images at the gallery's false-accept rate, compared the way the gallery compares), otherwise from
+the manifest (calibrated at export on the training classes), or from --threshold; the output says
+which. An image that looks like nothing at all (nearer to the gallery's "nothing" frames than to
+the other image) is never "same".
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import numpy as np
 
 from edge.cli import EXIT_ERROR, USER_ERRORS, add_bundle_arguments, load_bundle, run_main, setup_logging
 from edge.encoder import Encoder
+from edge.gallery.store import Gallery, GalleryError
 from edge.images import ImageSource
 
 EXIT_SAME, EXIT_DIFFERENT = 0, 1
@@ -33,13 +38,47 @@ class Verdict:
     same: bool
     distance: float
     threshold: float
+    source: str = "manifest"
+    """Where the threshold came from: "gallery", "manifest" or "--threshold"."""
+    reason: str = ""
 
 
-def verify(encoder: Encoder, first: ImageSource, second: ImageSource, threshold: float) -> Verdict:
+@dataclass(frozen=True)
+class Rule:
+    """How pairs are decided: a distance threshold, its source, and the gallery whose comparison
+    and "nothing" frames apply (None: plain cosine of the embeddings)."""
+
+    threshold: float
+    source: str
+    gallery: Gallery | None = None
+
+
+def verify(encoder: Encoder, first: ImageSource, second: ImageSource, threshold: float | Rule) -> Verdict:
     """Embeds both images and compares their cosine distance with the threshold."""
+    rule = threshold if isinstance(threshold, Rule) else Rule(float(threshold), "manifest")
+    a, b = encoder.embed(first), encoder.embed(second)
+    compare = rule.gallery.compare if rule.gallery is not None and rule.source == "gallery" else (lambda v: v)
     # Clipped: float32 rounding makes an image against itself come out at +-1e-7.
-    distance = float(np.clip(1.0 - np.dot(encoder.embed(first), encoder.embed(second)), 0.0, 2.0))
-    return Verdict(same=distance <= threshold, distance=distance, threshold=threshold)
+    similarity = float(np.dot(compare(a), compare(b)))
+    distance = float(np.clip(1.0 - similarity, 0.0, 2.0))
+    if rule.gallery is not None and (rule.gallery.is_background(a, similarity) or rule.gallery.is_background(b, similarity)):
+        return Verdict(False, distance, rule.threshold, rule.source, "nothing in view")
+    same = distance <= rule.threshold
+    return Verdict(same, distance, rule.threshold, rule.source, "within threshold" if same else "beyond threshold")
+
+
+def decision_rule(bundle, override: float | None) -> Rule:
+    """The gallery's calibrated pair threshold when it has one, else the manifest's; --threshold wins."""
+    try:
+        gallery = bundle.gallery()
+    except GalleryError:
+        gallery = None
+    if override is not None:
+        return Rule(float(override), "--threshold", gallery)
+    calibration = gallery.calibration if gallery is not None else None
+    if calibration is not None and calibration.source == "gallery" and calibration.pair_threshold is not None:
+        return Rule(calibration.pair_threshold, "gallery", gallery)
+    return Rule(bundle.manifest.verification.threshold, "manifest", gallery)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_bundle_arguments(parser)
     parser.add_argument("images", nargs="*", metavar="IMAGE", help="two images to compare")
     parser.add_argument("--pairs", type=Path, default=None, help="CSV with columns a,b and optionally same (1/0)")
-    parser.add_argument("--threshold", type=float, default=None, help="override the manifest's threshold")
+    parser.add_argument("--threshold", type=float, default=None, help="cosine-distance threshold instead of the gallery's or the manifest's")
     parser.add_argument("--json", action="store_true", help="JSON output")
     return parser
 
@@ -67,11 +106,11 @@ def read_pairs(path: Path) -> list[dict]:
     return rows
 
 
-def verify_pairs(encoder: Encoder, rows: list[dict], threshold: float, as_json: bool) -> int:
+def verify_pairs(encoder: Encoder, rows: list[dict], threshold: float | Rule, as_json: bool) -> int:
     failed, correct, labelled = 0, 0, 0
     writer = None if as_json else csv.writer(sys.stdout)
     if writer:
-        writer.writerow(["a", "b", "same", "distance", "threshold"])
+        writer.writerow(["a", "b", "same", "distance", "threshold", "source"])
     for row in rows:
         try:
             verdict = verify(encoder, row["a"], row["b"], threshold)
@@ -83,7 +122,8 @@ def verify_pairs(encoder: Encoder, rows: list[dict], threshold: float, as_json: 
             labelled += 1
             correct += int(verdict.same == (row["same"].strip() in ("1", "true", "True", "yes")))
         if writer:
-            writer.writerow([row["a"], row["b"], int(verdict.same), f"{verdict.distance:.6f}", f"{threshold:.6f}"])
+            writer.writerow([row["a"], row["b"], int(verdict.same), f"{verdict.distance:.6f}",
+                             f"{verdict.threshold:.6f}", verdict.source])
         else:
             print(json.dumps({"a": row["a"], "b": row["b"], **asdict(verdict)}))
     if labelled:
@@ -100,15 +140,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def body() -> int:
         bundle = load_bundle(args)
-        threshold = args.threshold if args.threshold is not None else bundle.manifest.verification.threshold
+        rule = decision_rule(bundle, args.threshold)
         if args.pairs:
-            return verify_pairs(bundle.encoder, read_pairs(args.pairs), threshold, args.json)
-        verdict = verify(bundle.encoder, args.images[0], args.images[1], threshold)
+            return verify_pairs(bundle.encoder, read_pairs(args.pairs), rule, args.json)
+        verdict = verify(bundle.encoder, args.images[0], args.images[1], rule)
         if args.json:
             print(json.dumps(asdict(verdict)))
         else:
             word = "same" if verdict.same else "different"
-            print(f"{word} (distance {verdict.distance:.4f}, threshold {verdict.threshold:.4f})")
+            print(f"{word} (distance {verdict.distance:.4f}, threshold {verdict.threshold:.4f} from the "
+                  f"{verdict.source}; {verdict.reason})")
         return EXIT_SAME if verdict.same else EXIT_DIFFERENT
 
     return run_main(body)
