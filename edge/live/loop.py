@@ -15,9 +15,11 @@ frame prepared ahead, so decoding overlaps inference). Resizing and colour conve
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
+import cv2
 import numpy as np
 
 from edge.camera import grab_frames
@@ -26,13 +28,21 @@ from edge.live.sources import Source
 
 @dataclass(frozen=True)
 class Frame:
-    """One captured frame: its number in the stream, when its grab returned (unix seconds), the
-    BGR image, and ``prepare(image)`` (None without a prepare function)."""
+    """One captured frame: its number in the stream, when its grab returned and when it was
+    prepared (unix seconds), the BGR image, and ``prepare(image)`` (None without a prepare function)."""
 
     number: int
     captured: float
     image: np.ndarray
     prepared: Any = None
+    ready: float = 0.0
+
+
+def single_threaded_opencv() -> None:
+    """OpenCV's own thread pool off: the capture thread's resize then runs on one core beside the
+    interpreter instead of spreading over the cores the interpreter is using (benchmarks/
+    test_bench_live.py measures the loop this way; README, "Live camera", has the numbers)."""
+    cv2.setNumThreads(1)
 
 
 class _Stopped(Exception):
@@ -97,7 +107,8 @@ class LatestFrames:
                                  live=self.source.live, opener=self.source.opener, wanted=self._wanted)
             try:
                 for number, captured, image in frames:
-                    frame = Frame(number, captured, image, self.prepare(image) if self.prepare else None)
+                    prepared = self.prepare(image) if self.prepare else None
+                    frame = Frame(number, captured, image, prepared, time.time())
                     with self._cond:
                         while self._slot is not None and not self._stopped:  # in order: wait for the consumer
                             self._cond.wait(0.5)

@@ -13,7 +13,7 @@ from edge.bundle import Bundle
 from edge.camera import CameraError
 from edge.cli import EXIT_ERROR
 from edge.gallery.store import Gallery
-from edge.live.loop import LatestFrames
+from edge.live.loop import LatestFrames, single_threaded_opencv
 from edge.live.reload import GalleryWatcher
 from edge.live.results import frame_line, frame_record, identify
 from edge.live.server import LiveView, WebServer, parse_address, web_record
@@ -31,6 +31,7 @@ def run_camera(bundle: Bundle, gallery: Gallery, args: argparse.Namespace) -> in
         log.info("no display found; running headless")
     thumbnails = display.ThumbnailCache(gallery) if window else None
     source = open_source(args.camera, realtime=getattr(args, "realtime", False))
+    single_threaded_opencv()
     meter = FpsMeter()
     processed = 0
     try:
