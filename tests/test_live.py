@@ -167,7 +167,7 @@ def test_picamera2_source_delivers_the_cameras_frames_and_releases_every_request
 
 
 def test_search_camera_picam_through_the_cli(tiny_bundle, tmp_path, capsys, monkeypatch):
-    video = _video(tmp_path / "v.avi", count=8)
+    video = _video(tmp_path / "v.avi", count=60)
     log = _picam_log()
     monkeypatch.setitem(sys.modules, "picamera2", _fake_picamera2(video, log))
     argv = ["--bundle", str(tiny_bundle), "--camera", "picam", "--headless", "--json", "--max-frames", "3"]
@@ -175,7 +175,9 @@ def test_search_camera_picam_through_the_cli(tiny_bundle, tmp_path, capsys, monk
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert len(lines) == 3 and all(line["matches"] for line in lines)
     assert all(line["label"] == line["matches"][0]["label"] and line["latency_ms"] >= 0 for line in lines)
-    assert log["closed"] == 1
+    # the stand-in delivers frames faster than a camera: it may run dry and be reopened (a live
+    # camera's retry); every camera opened is stopped and closed
+    assert log["opened"] == log["started"] == log["stopped"] == log["closed"] >= 1
 
 
 def test_picam_without_picamera2_names_the_apt_package_and_the_venv_flag(tiny_bundle, capsys, monkeypatch):
