@@ -4,12 +4,16 @@
     python -m edge.search --bundle artifacts/bundle --camera clip.mp4 --headless --json
     python -m edge.search --bundle artifacts/bundle --image a.jpg b.jpg --k 5 --json
 
+    python -m edge.search --bundle artifacts/bundle --camera picam --headless --serve 8080
+
 With --json, one line per query image or processed frame:
 ``{"query": <path or frame number>, "label": <accepted label or null for unknown>, "reason": ...,
 "score": <top-1 similarity>, "threshold": ..., "matches": [{"label", "path", "distance", "similarity"}, ...]}``,
 best first (distance = 1 - cosine similarity). The label is null when nothing enrolled is close
 enough (the gallery's calibrated threshold) or the frame looks like nothing at all (edge.gallery.openset).
-Diagnostics go to stderr.
+A frame's line also has ``"captured"`` (unix time the frame was grabbed) and ``"latency_ms"`` (capture
+to result). Cameras run the latest-frame loop (edge.live.loop): results are for the newest frame,
+frames the encoder has no time for are skipped without decoding. Diagnostics go to stderr.
 """
 
 from __future__ import annotations
@@ -18,13 +22,13 @@ import argparse
 import json
 import logging
 import sys
-import time
 from typing import Sequence
 
 from edge.bundle import Bundle
-from edge.camera import CameraError, parse_source, read_frames
 from edge.cli import EXIT_ERROR, USER_ERRORS, add_bundle_arguments, load_bundle, run_main, setup_logging
 from edge.gallery.store import Gallery, Identification
+from edge.live.run import FpsMeter, run_camera  # noqa: F401 (FpsMeter: its old home)
+from edge.live.server import parse_address
 
 log = logging.getLogger("edge.search")
 
@@ -34,8 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_bundle_arguments(parser)
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--camera", nargs="?", const="0", metavar="INDEX|DEVICE|VIDEO",
-                        help="camera index (default 0), /dev/videoN, or a video file standing in for a camera")
+    source.add_argument("--camera", nargs="?", const="0", metavar="INDEX|DEVICE|picam|VIDEO",
+                        help="camera index (default 0), /dev/videoN, picam (Raspberry Pi camera through picamera2), "
+                             "or a video file standing in for a camera")
     source.add_argument("--image", nargs="+", metavar="PATH", help="image files to search with")
     parser.add_argument("--k", type=int, default=5, help="matches per query (default 5)")
     parser.add_argument("--json", action="store_true", help="one JSON line per query on stdout")
@@ -49,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="always exact numpy search (default: exact up to 10,000 items, Annoy above)")
     method.add_argument("--annoy", dest="exact", action="store_const", const=False, help="always Annoy search")
     parser.add_argument("--retries", type=int, default=3, help="reopen attempts when a live camera stalls")
+    parser.add_argument("--realtime", action="store_true",
+                        help="play a --camera video file at its own frame rate, dropping frames like a camera")
+    parser.add_argument("--serve", metavar="[HOST:]PORT", default=None,
+                        help="web view with the live stream on HOST:PORT (HOST defaults to 127.0.0.1)")
     parser.add_argument("--quiet", action="store_true", help="no per-second FPS line on stderr")
     return parser
 
@@ -85,70 +94,14 @@ def search_images(bundle: Bundle, gallery: Gallery, args: argparse.Namespace) ->
     return EXIT_ERROR if failed else 0
 
 
-def search_camera(bundle: Bundle, gallery: Gallery, args: argparse.Namespace) -> int:
-    from edge import display
-
-    window = not args.headless and display.has_display()
-    if not args.headless and not window:
-        log.info("no display found; running headless")
-    thumbnails = display.ThumbnailCache(gallery) if window else None
-    source = parse_source(args.camera)
-    meter = FpsMeter()
-    processed = 0
-    try:
-        for number, frame in read_frames(source, args.every, args.max_frames, args.retries):
-            result = process_frame(bundle, gallery, frame, args.k, args.search_k, args.exact)
-            processed += 1
-            fps = meter.tick()
-            if args.json:
-                print(match_line(number, result), flush=True)
-            elif not window:
-                print(human_line(f"frame {number}", result), flush=True)
-            if not args.quiet and meter.report_due():
-                log.info("frame %d, %.1f FPS", number, fps)
-            if window and not display.show(display.compose(frame, result.matches, thumbnails, fps)):
-                break
-    except CameraError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_ERROR
-    except KeyboardInterrupt:
-        log.info("stopped by Ctrl-C")
-    finally:
-        if window:
-            display.close()
-    log.info("%d frames processed, %.1f FPS", processed, meter.rate())
-    return 0
-
-
-class FpsMeter:
-    """Frames per second over a sliding second; no globals."""
-
-    def __init__(self):
-        self.started = time.monotonic()
-        self.frames = 0
-        self.recent: list[float] = []
-        self.last_report = self.started
-
-    def tick(self) -> float:
-        now = time.monotonic()
-        self.frames += 1
-        self.recent = [t for t in self.recent if now - t < 1.0] + [now]
-        return float(len(self.recent))
-
-    def report_due(self) -> bool:
-        now = time.monotonic()
-        if now - self.last_report >= 1.0:
-            self.last_report = now
-            return True
-        return False
-
-    def rate(self) -> float:
-        elapsed = time.monotonic() - self.started
-        return self.frames / elapsed if elapsed > 0 else 0.0
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.serve is not None:
+        try:
+            parse_address(args.serve)
+        except ValueError as error:
+            parser.error(str(error))
     setup_logging(args.verbose)
     if args.k < 1 or args.every < 1:
         print("error: --k and --every must be at least 1", file=sys.stderr)
@@ -159,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         gallery = bundle.gallery()
         if args.image:
             return search_images(bundle, gallery, args)
-        return search_camera(bundle, gallery, args)
+        return run_camera(bundle, gallery, args)
 
     return run_main(body)
 
