@@ -2,3 +2,5 @@
 
 Never imports TensorFlow, train/ or export/.
 """
+
+__version__ = "0.2.0"
