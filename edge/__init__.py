@@ -3,6 +3,8 @@
 Never imports TensorFlow, train/ or export/.
 """
 
+__version__ = "0.2.0"
+
 import os
 
 # numpy's OpenBLAS starts a thread per core for the gallery's (N x D) @ (D,) product, and those

@@ -27,6 +27,13 @@ def add_bundle_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--delegate", choices=("edgetpu",), default=None, help="hardware delegate")
     parser.add_argument("--no-xnnpack", action="store_true", help="run without the XNNPACK CPU delegate")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    add_version_argument(parser)
+
+
+def add_version_argument(parser: argparse.ArgumentParser) -> None:
+    """``--version``: prints the package version (edge.__version__) and exits."""
+    from edge import __version__
+    parser.add_argument("--version", action="version", version=f"siamese-edge {__version__}")
 
 
 def load_bundle(args: argparse.Namespace) -> Bundle:

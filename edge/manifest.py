@@ -92,6 +92,8 @@ class Manifest:
     created: str = ""
     source_commit: str = ""
     forced: bool = False
+    package_version: str = ""
+    """siamese-edge version that exported the bundle (optional; empty in older bundles)."""
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -24,6 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
+from edge import __version__
 from edge.gallery import enrol
 from edge.atomic import replace_dir, write_text_atomic
 from edge.encoder import Encoder
@@ -217,6 +218,7 @@ def _complete_manifest(draft: Manifest, run: RunFolder, report: dict, verificati
               "holdout_classes": list(run.config.holdout_classes), "data_dir": str(run.metrics["data"]["data_dir"])},
         created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         source_commit=_source_commit(),
+        package_version=__version__,
         forced=bool(options.force and drop_points > options.tolerance_points),
     )
     return Manifest(**values)
