@@ -46,7 +46,7 @@ class Calibration:
     pair_frr: float | None = None
 
     def to_json(self) -> dict:
-        return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
+        return dict(self.__dict__)  # thresholds unrounded: rounding could let tied impostors in
 
     @classmethod
     def from_json(cls, values: dict, source: str = "gallery.json") -> "Calibration":
@@ -120,11 +120,13 @@ def _sample(values: np.ndarray, rng: np.random.Generator, limit: int = PAIR_SAMP
 
 def _threshold_at_far(impostor_scores: np.ndarray, far: float) -> float:
     """Smallest similarity that at most ``far`` of the impostor scores reach."""
-    scores = np.sort(np.asarray(impostor_scores, dtype=np.float64))[::-1]
+    scores = np.sort(np.asarray(impostor_scores, dtype=np.float32))[::-1]
     allowed = int(np.floor(far * len(scores)))  # impostors that may reach the threshold
     if allowed >= len(scores):
         return float(scores[-1])
-    return float(np.nextafter(scores[allowed], np.inf))
+    # Just above the first impostor that must be refused (ties included), in the scores' own
+    # float32 so that no impostor equal to it can round its way in.
+    return float(np.nextafter(scores[allowed], np.float32(np.inf)))
 
 
 def _with_far(calibration: Calibration, far: float) -> Calibration:
