@@ -12,10 +12,11 @@ from edge.bundle import Bundle, newest_bundle, open_bundle
 from edge.gallery.store import GalleryError
 from edge.images import ImageError
 from edge.interpreter import InterpreterError
+from edge.layout import UnsafePathError
 from edge.manifest import ManifestError
 
 # What a user can cause (bad file, missing bundle...). Anything else is a bug and keeps its traceback.
-USER_ERRORS = (FileNotFoundError, ManifestError, GalleryError, InterpreterError, ImageError, ImportError,
+USER_ERRORS = (FileNotFoundError, ManifestError, GalleryError, UnsafePathError, InterpreterError, ImageError, ImportError,
                PermissionError)
 EXIT_ERROR = 2
 
