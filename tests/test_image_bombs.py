@@ -164,7 +164,8 @@ def test_huge_sparse_file_is_refused_without_reading_it(tmp_path):
     assert path.stat().st_size > MAX_FILE_BYTES
     code = GUARDED.replace("import json, resource, sys", "import json, resource, sys, psutil")
     code = code.replace("try:", "before = psutil.Process().io_counters().read_chars\ntry:", 1)
-    code = code.replace("print(json.dumps({", "print(json.dumps({'read': psutil.Process().io_counters().read_chars - before, ")
+    code = code.replace("print(json.dumps({",
+                        "print(json.dumps({'read': psutil.Process().io_counters().read_chars - before, ")
     measured = run_python(code, path)
     assert "3,221,225,472 bytes, more than the limit" in measured["outcome"], measured
     assert measured["read"] < 1_000_000  # the 3 GB were never read (imports read a few KB)
