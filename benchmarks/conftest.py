@@ -10,7 +10,10 @@ import json
 import os
 from pathlib import Path
 
-import numpy as np
+# As the edge commands run (edge/__init__.py): one OpenBLAS thread, set before numpy loads it.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

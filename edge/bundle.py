@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge.encoder import Encoder
+from edge.gallery.openset import bundle_calibration
 from edge.gallery.store import Gallery, load_gallery
 from edge.interpreter import Runtime
 from edge.layout import GALLERY_DIR, MANIFEST_FILE, confined
@@ -30,7 +31,8 @@ class Bundle:
 
     def gallery(self) -> Gallery:
         """Loads the gallery, refusing one made by another model."""
-        return load_gallery(self.gallery_dir, self.manifest.output.embedding_size, self.manifest.model_sha256)
+        return load_gallery(self.gallery_dir, self.manifest.output.embedding_size, self.manifest.model_sha256,
+                            bundle_calibration(self.manifest.verification.threshold))
 
 
 def open_bundle(

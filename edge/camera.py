@@ -14,12 +14,15 @@ import stat
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, ContextManager, Iterator
 
 import cv2
 import numpy as np
 
 log = logging.getLogger(__name__)
+
+# source -> a context manager yielding a capture with grab() -> bool and retrieve() -> (ok, frame)
+Opener = Callable[[Any], ContextManager[Any]]
 
 
 class CameraError(RuntimeError):
@@ -73,22 +76,42 @@ def read_frames(source: int | str, every: int = 1, max_frames: int | None = None
     None) that stops delivering frames or cannot be reopened is retried up to ``retries`` times
     (``retry_delay`` doubling each time) before CameraError is raised.
     """
+    for number, _, frame in grab_frames(source, every, max_frames, retries, retry_delay, live):
+        yield number, frame
+
+
+def grab_frames(source: int | str, every: int = 1, max_frames: int | None = None, retries: int = 3,
+                retry_delay: float = 0.5, live: bool | None = None, opener: Opener | None = None,
+                wanted: Callable[[], bool] | None = None) -> Iterator[tuple[int, float, np.ndarray]]:
+    """Yields ``(frame_number, grabbed_at, bgr_frame)``: read_frames with the capture's own parts.
+
+    Every frame is grabbed (``capture.grab()``, no decoding); only a frame that is due (every
+    ``every``-th) and ``wanted()`` (default: always) is decoded (``capture.retrieve()``), so a live
+    loop that skips frames does not pay for decoding them. ``grabbed_at`` is ``time.time()`` when
+    the frame's grab returned. ``opener(source)`` is a context manager yielding an object with
+    ``grab()`` and ``retrieve()`` like cv2.VideoCapture (default: open_camera).
+    """
     if every < 1:
         raise ValueError(f"every must be >= 1, got {every}")
     live = is_live(source) if live is None else live
+    opener = open_camera if opener is None else opener
     number, yielded, failures = 0, 0, 0
     while max_frames is None or yielded < max_frames:
         try:
-            with open_camera(source) as capture:
+            with opener(source) as capture:
                 while max_frames is None or yielded < max_frames:
-                    ok, frame = capture.read()
+                    if not capture.grab():
+                        break
+                    grabbed_at = time.time()
+                    failures = 0
+                    number += 1
+                    if (number - 1) % every or (wanted is not None and not wanted()):
+                        continue
+                    ok, frame = capture.retrieve()
                     if not ok or frame is None:
                         break
-                    failures = 0
-                    if number % every == 0:
-                        yield number, frame
-                        yielded += 1
-                    number += 1
+                    yield number - 1, grabbed_at, frame
+                    yielded += 1
         except CameraError:
             if not live or number == 0 and failures == 0:
                 raise  # a source that never opened is reported at once

@@ -139,7 +139,9 @@ def finite_float(low: float | None = None, high: float | None = None) -> Callabl
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
         if not math.isfinite(value) or (low is not None and value < low) or (high is not None and value > high):
-            raise argparse.ArgumentTypeError(f"must be a finite number in [{low}, {high}], got {text}")
+            bounds = "" if low is None and high is None else (
+                f" >= {low}" if high is None else f" <= {high}" if low is None else f" in [{low}, {high}]")
+            raise argparse.ArgumentTypeError(f"must be a finite number{bounds}, got {text}")
         return value
 
     parse.__name__ = "number"
@@ -154,6 +156,13 @@ def add_bundle_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--delegate", choices=("edgetpu",), default=None, help="hardware delegate")
     parser.add_argument("--no-xnnpack", action="store_true", help="run without the XNNPACK CPU delegate")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    add_version_argument(parser)
+
+
+def add_version_argument(parser: argparse.ArgumentParser) -> None:
+    """``--version``: prints the package version (edge.__version__) and exits."""
+    from edge import __version__
+    parser.add_argument("--version", action="version", version=f"siamese-edge {__version__}")
 
 
 def load_bundle(args: argparse.Namespace):

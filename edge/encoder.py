@@ -44,16 +44,20 @@ class Encoder:
         return self.embed_rgb(read_image(image))
 
     def embed_frame(self, frame_bgr: np.ndarray) -> np.ndarray:
-        """An OpenCV BGR camera frame -> (D,) float32 unit vector.
+        """An OpenCV BGR camera frame -> (D,) float32 unit vector (prepare_frame, then embed_rgb)."""
+        return self.embed_rgb(self.prepare_frame(frame_bgr))
 
-        Resizes before converting colour, so the conversion touches H x W pixels, not the whole
-        frame (same pixels as convert-then-resize: both steps are per-pixel linear or channel-wise).
+    def prepare_frame(self, frame_bgr: np.ndarray) -> np.ndarray:
+        """An OpenCV BGR camera frame -> the model-sized RGB image embed_rgb takes.
+
+        The live loop runs this on its capture thread, off the inference thread. Resizes before
+        converting colour, so the conversion touches H x W pixels, not the whole frame (same
+        pixels as convert-then-resize: both steps are per-pixel linear or channel-wise).
         """
         spec = self.manifest.input
         if not isinstance(frame_bgr, np.ndarray) or frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3:
-            return self.embed_rgb(bgr_frame_to_rgb(frame_bgr))  # gray/BGRA/odd frames: the general path
-        small = resize_image(frame_bgr, spec.height, spec.width)
-        return self.embed_rgb(bgr_frame_to_rgb(small))
+            return resize_image(bgr_frame_to_rgb(frame_bgr), spec.height, spec.width)  # gray/BGRA/odd frames
+        return bgr_frame_to_rgb(resize_image(frame_bgr, spec.height, spec.width))
 
     def embed_rgb(self, rgb: np.ndarray) -> np.ndarray:
         """A validated HxWx3 uint8 RGB image -> (D,) float32 unit vector."""

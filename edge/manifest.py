@@ -102,6 +102,8 @@ class Manifest:
     created: str = ""
     source_commit: str = ""
     forced: bool = False
+    package_version: str = ""
+    """siamese-edge version that exported the bundle (optional; empty in older bundles)."""
     unknown: dict = field(default_factory=dict, compare=False, repr=False)
     """Fields this runtime does not know (written by a newer exporter): kept, written back, unused."""
 

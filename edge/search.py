@@ -4,9 +4,16 @@
     python -m edge.search --bundle artifacts/bundle --camera clip.mp4 --headless --json
     python -m edge.search --bundle artifacts/bundle --image a.jpg b.jpg --k 5 --json
 
+    python -m edge.search --bundle artifacts/bundle --camera picam --headless --serve 8080
+
 With --json, one line per query image or processed frame:
-``{"query": <path or frame number>, "matches": [{"label", "path", "distance", "similarity"}, ...]}``,
-best first (distance = 1 - cosine similarity). Diagnostics go to stderr.
+``{"query": <path or frame number>, "label": <accepted label or null for unknown>, "reason": ...,
+"score": <top-1 similarity>, "threshold": ..., "matches": [{"label", "path", "distance", "similarity"}, ...]}``,
+best first (distance = 1 - cosine similarity). The label is null when nothing enrolled is close
+enough (the gallery's calibrated threshold) or the frame looks like nothing at all (edge.gallery.openset).
+A frame's line also has ``"captured"`` (unix time the frame was grabbed) and ``"latency_ms"`` (capture
+to result). Cameras run the latest-frame loop (edge.live.loop): results are for the newest frame,
+frames the encoder has no time for are skipped without decoding. Diagnostics go to stderr.
 """
 
 from __future__ import annotations
@@ -15,14 +22,14 @@ import argparse
 import json
 import logging
 import sys
-import time
 from typing import Sequence
 
 from edge.bundle import Bundle
-from edge.camera import CameraError, parse_source, read_frames
-from edge.cli import (EXIT_ERROR, EXIT_INTERRUPTED, add_bundle_arguments, expected_errors, int_in_range, load_bundle,
-                      make_parser, positive_int, report, run_main, setup_logging)
-from edge.gallery.store import Gallery, Match
+from edge.cli import (EXIT_ERROR, add_bundle_arguments, expected_errors, int_in_range, load_bundle, make_parser,
+                      positive_int, report, run_main, setup_logging)
+from edge.gallery.store import Gallery, Identification
+from edge.live.run import FpsMeter, run_camera  # noqa: F401 (FpsMeter: its old home)
+from edge.live.server import parse_address
 
 log = logging.getLogger("edge.search")
 
@@ -31,8 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = make_parser("python -m edge.search", __doc__)
     add_bundle_arguments(parser)
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--camera", nargs="?", const="0", metavar="INDEX|DEVICE|VIDEO",
-                        help="camera index (default 0), /dev/videoN, or a video file standing in for a camera")
+    source.add_argument("--camera", nargs="?", const="0", metavar="INDEX|DEVICE|picam|VIDEO",
+                        help="camera index (default 0), /dev/videoN, picam (Raspberry Pi camera through picamera2), "
+                             "or a video file standing in for a camera")
     source.add_argument("--image", nargs="+", metavar="PATH", help="image files to search with")
     parser.add_argument("--k", type=positive_int, default=5, help="matches per query (default 5)")
     parser.add_argument("--json", action="store_true", help="one JSON line per query on stdout")
@@ -47,23 +55,28 @@ def build_parser() -> argparse.ArgumentParser:
     method.add_argument("--annoy", dest="exact", action="store_const", const=False, help="always Annoy search")
     parser.add_argument("--retries", type=int_in_range(0, None), default=3,
                         help="reopen attempts when a live camera stalls")
+    parser.add_argument("--realtime", action="store_true",
+                        help="play a --camera video file at its own frame rate, dropping frames like a camera")
+    parser.add_argument("--serve", metavar="[HOST:]PORT", default=None,
+                        help="web view with the live stream on HOST:PORT (HOST defaults to 127.0.0.1)")
     parser.add_argument("--quiet", action="store_true", help="no per-second FPS line on stderr")
     return parser
 
 
-def match_line(query, matches: Sequence[Match]) -> str:
-    return json.dumps({"query": query, "matches": [m.to_json() for m in matches]})
+def match_line(query, result: Identification) -> str:
+    return json.dumps({"query": query, **result.to_json()})
 
 
-def human_line(query, matches: Sequence[Match]) -> str:
-    shown = ", ".join(f"{m.label} {m.similarity:.3f}" for m in matches)
-    return f"{query}: {shown}"
+def human_line(query, result: Identification) -> str:
+    shown = ", ".join(f"{m.label} {m.similarity:.3f}" for m in result.matches)
+    decision = result.label if result.label is not None else f"unknown ({result.reason})"
+    return f"{query}: {decision} | {shown}"
 
 
 def process_frame(bundle: Bundle, gallery: Gallery, frame_bgr, k: int, search_k: int | None = None,
-                  exact: bool | None = None) -> list[Match]:
-    """One camera frame -> its top-k gallery matches (the live loop's per-frame work)."""
-    return gallery.search(bundle.encoder.embed_frame(frame_bgr), k, search_k, exact)
+                  exact: bool | None = None) -> Identification:
+    """One camera frame -> its decision and top-k gallery matches (the live loop's per-frame work)."""
+    return gallery.identify(bundle.encoder.embed_frame(frame_bgr), k, search_k, exact)
 
 
 def search_images(bundle: Bundle, gallery: Gallery, args: argparse.Namespace) -> int:
@@ -77,76 +90,19 @@ def search_images(bundle: Bundle, gallery: Gallery, args: argparse.Namespace) ->
             if args.json:
                 print(json.dumps({"query": path, "error": str(error)}), flush=True)
             continue
-        matches = gallery.search(vector, args.k, args.search_k, args.exact)
-        print(match_line(path, matches) if args.json else human_line(path, matches), flush=True)
+        result = gallery.identify(vector, args.k, args.search_k, args.exact)
+        print(match_line(path, result) if args.json else human_line(path, result), flush=True)
     return EXIT_ERROR if failed else 0
 
 
-def search_camera(bundle: Bundle, gallery: Gallery, args: argparse.Namespace) -> int:
-    from edge import display
-
-    window = not args.headless and display.has_display()
-    if not args.headless and not window:
-        log.info("no display found; running headless")
-    thumbnails = display.ThumbnailCache(gallery) if window else None
-    source = parse_source(args.camera)
-    meter = FpsMeter()
-    processed, interrupted = 0, False
-    try:
-        for number, frame in read_frames(source, args.every, args.max_frames, args.retries):
-            matches = process_frame(bundle, gallery, frame, args.k, args.search_k, args.exact)
-            processed += 1
-            fps = meter.tick()
-            if args.json:
-                print(match_line(number, matches), flush=True)
-            elif not window:
-                print(human_line(f"frame {number}", matches), flush=True)
-            if not args.quiet and meter.report_due():
-                log.info("frame %d, %.1f FPS", number, fps)
-            if window and not display.show(display.compose(frame, matches, thumbnails, fps)):
-                break
-    except CameraError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_ERROR
-    except KeyboardInterrupt:
-        log.info("stopped by Ctrl-C")
-        interrupted = True
-    finally:
-        if window:
-            display.close()
-    log.info("%d frames processed, %.1f FPS", processed, meter.rate())
-    return EXIT_INTERRUPTED if interrupted else 0
-
-
-class FpsMeter:
-    """Frames per second over a sliding second; no globals."""
-
-    def __init__(self):
-        self.started = time.monotonic()
-        self.frames = 0
-        self.recent: list[float] = []
-        self.last_report = self.started
-
-    def tick(self) -> float:
-        now = time.monotonic()
-        self.frames += 1
-        self.recent = [t for t in self.recent if now - t < 1.0] + [now]
-        return float(len(self.recent))
-
-    def report_due(self) -> bool:
-        now = time.monotonic()
-        if now - self.last_report >= 1.0:
-            self.last_report = now
-            return True
-        return False
-
-    def rate(self) -> float:
-        elapsed = time.monotonic() - self.started
-        return self.frames / elapsed if elapsed > 0 else 0.0
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.serve is not None:
+        try:
+            parse_address(args.serve)
+        except ValueError as error:
+            parser.error(str(error))
     setup_logging(args.verbose)
 
     def body() -> int:
@@ -154,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         gallery = bundle.gallery()
         if args.image:
             return search_images(bundle, gallery, args)
-        return search_camera(bundle, gallery, args)
+        return run_camera(bundle, gallery, args)
 
     return run_main(body, args.verbose)
 

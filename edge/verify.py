@@ -3,22 +3,23 @@
     python -m edge.verify --bundle artifacts/bundle a.jpg b.jpg        # exit 0 same, 1 different, 2 error
     python -m edge.verify --bundle artifacts/bundle --pairs pairs.csv  # columns a,b[,same]
 
-A pairs CSV may be UTF-8 (with or without Excel's BOM) or Latin-1; ``same`` is one of
-1/0, true/false, yes/no, same/different (any case) or empty. A row that is short or has another
-``same`` is reported on stderr and left out (of the run, or of the accuracy), and the run goes on;
-the exit code is then 2.
+Same when the cosine distance (1 - cos) of the two embeddings is <= the threshold. The threshold
+comes from the enrolled gallery's calibration when it has one (leave-one-out pairs of the user's own
+images at the gallery's false-accept rate, compared the way the gallery compares), otherwise from
+the manifest (calibrated at export on the training classes), or from --threshold; the output says
+which. An image that looks like nothing at all (nearer to the gallery's "nothing" frames than to
+the other image) is never "same".
 
-Same when the cosine distance (1 - cos) of the two embeddings is <= the threshold calibrated at
-export (manifest "verification"), or --threshold.
+A pairs CSV may be UTF-8 (Excel's BOM included) or Latin-1, with ``same`` one of 1/0, true/false,
+yes/no, same/different or empty (edge.pairs). A short row, or one with another ``same``, is reported
+on stderr and skipped, as is a pair whose images fail, and the run goes on; the exit code is then 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import io
 import json
-import logging
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,26 +30,11 @@ import numpy as np
 from edge.cli import (EXIT_ERROR, add_bundle_arguments, expected_errors, finite_float, load_bundle, make_parser,
                       report, run_main, setup_logging)
 from edge.encoder import Encoder
+from edge.gallery.store import Gallery, GalleryError
 from edge.images import ImageSource
+from edge.pairs import Pair, read_pairs
 
 EXIT_SAME, EXIT_DIFFERENT = 0, 1
-SAME_WORDS = {"1": True, "true": True, "yes": True, "same": True,
-              "0": False, "false": False, "no": False, "different": False}
-log = logging.getLogger("edge.verify")
-
-
-class PairsError(ValueError):
-    """A pairs CSV, or one of its rows, that cannot be used; the message names the file and line."""
-
-
-@dataclass(frozen=True)
-class Pair:
-    """One usable row of a pairs CSV."""
-
-    line: int
-    a: str
-    b: str
-    same: bool | None
 
 
 @dataclass(frozen=True)
@@ -58,13 +44,47 @@ class Verdict:
     same: bool
     distance: float
     threshold: float
+    source: str = "manifest"
+    """Where the threshold came from: "gallery", "manifest" or "--threshold"."""
+    reason: str = ""
 
 
-def verify(encoder: Encoder, first: ImageSource, second: ImageSource, threshold: float) -> Verdict:
+@dataclass(frozen=True)
+class Rule:
+    """How pairs are decided: a distance threshold, its source, and the gallery whose comparison
+    and "nothing" frames apply (None: plain cosine of the embeddings)."""
+
+    threshold: float
+    source: str
+    gallery: Gallery | None = None
+
+
+def verify(encoder: Encoder, first: ImageSource, second: ImageSource, threshold: float | Rule) -> Verdict:
     """Embeds both images and compares their cosine distance with the threshold."""
+    rule = threshold if isinstance(threshold, Rule) else Rule(float(threshold), "manifest")
+    a, b = encoder.embed(first), encoder.embed(second)
+    compare = rule.gallery.compare if rule.gallery is not None and rule.source == "gallery" else (lambda v: v)
     # Clipped: float32 rounding makes an image against itself come out at +-1e-7.
-    distance = float(np.clip(1.0 - np.dot(encoder.embed(first), encoder.embed(second)), 0.0, 2.0))
-    return Verdict(same=distance <= threshold, distance=distance, threshold=threshold)
+    similarity = float(np.dot(compare(a), compare(b)))
+    distance = float(np.clip(1.0 - similarity, 0.0, 2.0))
+    if rule.gallery is not None and (rule.gallery.is_background(a, similarity) or rule.gallery.is_background(b, similarity)):
+        return Verdict(False, distance, rule.threshold, rule.source, "nothing in view")
+    same = distance <= rule.threshold
+    return Verdict(same, distance, rule.threshold, rule.source, "within threshold" if same else "beyond threshold")
+
+
+def decision_rule(bundle, override: float | None) -> Rule:
+    """The gallery's calibrated pair threshold when it has one, else the manifest's; --threshold wins."""
+    try:
+        gallery = bundle.gallery()
+    except GalleryError:
+        gallery = None
+    if override is not None:
+        return Rule(float(override), "--threshold", gallery)
+    calibration = gallery.calibration if gallery is not None else None
+    if calibration is not None and calibration.source == "gallery" and calibration.pair_threshold is not None:
+        return Rule(calibration.pair_threshold, "gallery", gallery)
+    return Rule(bundle.manifest.verification.threshold, "manifest", gallery)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,72 +93,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("images", nargs="*", metavar="IMAGE", help="two images to compare")
     parser.add_argument("--pairs", type=Path, default=None, help="CSV with columns a,b and optionally same (1/0)")
     parser.add_argument("--threshold", type=finite_float(0.0, 2.0), default=None,
-                        help="override the manifest's threshold (a cosine distance in [0, 2])")
+                        help="cosine-distance threshold in [0, 2] instead of the gallery's or the manifest's")
     parser.add_argument("--json", action="store_true", help="JSON output")
     return parser
 
 
-def read_pairs(path: Path) -> tuple[list[Pair], list[PairsError]]:
-    """Usable rows of a pairs CSV, and an error for each row that is not; paths are relative to the
-    CSV's folder unless absolute.
-
-    Raises:
-      PairsError: no such file, or no header with columns a and b.
-    """
-    if not path.is_file():
-        raise PairsError(f"no pairs file {path}")
-    reader = csv.reader(io.StringIO(_decode(path), newline=""))
-    header = [name.strip().lower() for name in next(reader, [])]
-    if "a" not in header or "b" not in header:
-        raise PairsError(f"{path}: expected a CSV header with columns a,b[,same], got {header}")
-    columns = {name: header.index(name) for name in ("a", "b", "same") if name in header}
-    pairs, problems = [], []
-    for row in reader:
-        line = reader.line_num
-        if not any(cell.strip() for cell in row):
-            continue
-        try:
-            pairs.append(_pair(path, line, row, columns))
-        except PairsError as error:
-            problems.append(error)
-    return pairs, problems
-
-
-def _decode(path: Path) -> str:
-    data = path.read_bytes()
-    try:
-        return data.decode("utf-8-sig")  # Excel's "CSV UTF-8" starts with a byte-order mark
-    except UnicodeDecodeError:
-        log.warning("%s is not UTF-8; reading it as Latin-1", path)
-        return data.decode("latin-1")
-
-
-def _pair(path: Path, line: int, row: list[str], columns: dict[str, int]) -> Pair:
-    where = f"{path} line {line}"
-    needed = max(columns["a"], columns["b"]) + 1
-    if len(row) < needed or not row[columns["a"]].strip() or not row[columns["b"]].strip():
-        raise PairsError(f"{where}: expected values for a and b, got {row}; row skipped")
-    a, b = (row[columns[key]].strip() for key in ("a", "b"))
-    same = None
-    if "same" in columns and len(row) > columns["same"] and row[columns["same"]].strip():
-        word = row[columns["same"]].strip().lower()
-        if word not in SAME_WORDS:
-            raise PairsError(f"{where}: same is {row[columns['same']]!r}, expected one of "
-                             f"{'/'.join(SAME_WORDS)} or empty; row skipped")
-        same = SAME_WORDS[word]
-    resolve = lambda name: name if Path(name).is_absolute() else str(path.parent / name)  # noqa: E731
-    return Pair(line, resolve(a), resolve(b), same)
-
-
-def verify_pairs(encoder: Encoder, pairs: list[Pair], threshold: float, as_json: bool,
+def verify_pairs(encoder: Encoder, pairs: list[Pair], threshold: float | Rule, as_json: bool,
                  problems: Sequence[Exception] = ()) -> int:
-    """Verifies every pair; a pair whose images fail is reported and skipped. Exit 2 if any failed."""
+    """Verifies every pair; bad rows (``problems``) and pairs whose images fail are reported and
+    skipped. Returns 2 if anything was skipped, else 0."""
     for problem in problems:
         report(problem)
     failed, correct, labelled = len(problems), 0, 0
     writer = None if as_json else csv.writer(sys.stdout)
     if writer:
-        writer.writerow(["a", "b", "same", "distance", "threshold"])
+        writer.writerow(["a", "b", "same", "distance", "threshold", "source"])
     for pair in pairs:
         try:
             verdict = verify(encoder, pair.a, pair.b, threshold)
@@ -150,7 +119,8 @@ def verify_pairs(encoder: Encoder, pairs: list[Pair], threshold: float, as_json:
             labelled += 1
             correct += int(verdict.same == pair.same)
         if writer:
-            writer.writerow([pair.a, pair.b, int(verdict.same), f"{verdict.distance:.6f}", f"{threshold:.6f}"])
+            writer.writerow([pair.a, pair.b, int(verdict.same), f"{verdict.distance:.6f}",
+                             f"{verdict.threshold:.6f}", verdict.source])
         else:
             print(json.dumps({"a": pair.a, "b": pair.b, **asdict(verdict)}))
     if labelled:
@@ -169,16 +139,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def body() -> int:
         bundle = load_bundle(args)
-        threshold = args.threshold if args.threshold is not None else bundle.manifest.verification.threshold
+        rule = decision_rule(bundle, args.threshold)
         if args.pairs:
             pairs, problems = read_pairs(args.pairs)
-            return verify_pairs(bundle.encoder, pairs, threshold, args.json, problems)
-        verdict = verify(bundle.encoder, args.images[0], args.images[1], threshold)
+            return verify_pairs(bundle.encoder, pairs, rule, args.json, problems)
+        verdict = verify(bundle.encoder, args.images[0], args.images[1], rule)
         if args.json:
             print(json.dumps(asdict(verdict)))
         else:
             word = "same" if verdict.same else "different"
-            print(f"{word} (distance {verdict.distance:.4f}, threshold {verdict.threshold:.4f})")
+            print(f"{word} (distance {verdict.distance:.4f}, threshold {verdict.threshold:.4f} from the "
+                  f"{verdict.source}; {verdict.reason})")
         return EXIT_SAME if verdict.same else EXIT_DIFFERENT
 
     return run_main(body, args.verbose)

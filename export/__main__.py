@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--edgetpu", action="store_true", help="uint8 in/out int8 model for edgetpu_compiler")
     parser.add_argument("--calibration-images", type=positive_int, default=300,
                         help="train images for int8 calibration")
-    parser.add_argument("--tolerance", type=finite_float(0.0, 100.0), default=1.0,
+    parser.add_argument("--tolerance", type=finite_float(), default=1.0,
                         help="max P@5 drop vs float, in points")
     parser.add_argument("--force", action="store_true", help="write the bundle even beyond the tolerance")
     parser.add_argument("--threshold-method", choices=("eer", "far"), default="eer", help="verification threshold rule")

@@ -24,10 +24,11 @@ from typing import Sequence
 
 import numpy as np
 
+from edge import __version__
 from edge.gallery import enrol
 from edge.atomic import replace_dir, write_text_atomic
 from edge.encoder import Encoder
-from edge.gallery.store import load_gallery, save_gallery
+from edge.gallery.store import load_gallery
 from edge.interpreter import find_runtime, make_interpreter
 from edge.layout import FIDELITY_FILE, GALLERY_DIR, MANIFEST_FILE, MODEL_FILE, SPLIT_DIR
 from edge.manifest import InputSpec, Manifest, OutputSpec, Verification, file_sha256
@@ -124,13 +125,16 @@ def _build_bundle(run: RunFolder, data_dir: Path, staging: Path, options: Export
     gallery_root = staging / GALLERY_DIR
     train_items = [(data_dir / r.path, r.class_name) for r in train_set.records]
     items, _ = enrol.embed_items(encoder, gallery_root, train_items, relative_to=data_dir)
-    save_gallery(gallery_root, items, manifest.model_sha256, options.trees)
-    gallery = load_gallery(gallery_root, manifest.output.embedding_size, manifest.model_sha256)
     device_test = np.stack([encoder.embed(data_dir / r.path) for r in test_set.records])
     device_train = items.embeddings
-
     test_labels = np.array([r.class_name for r in test_set.records])
     train_labels = np.array(items.labels)
+    verification = _verification(test_set.records, float_test, device_test, test_labels, options)
+    # The same fit the device does on every gallery change (comparison, "unknown" threshold); the
+    # pair threshold just calibrated is the fallback of a gallery too small to calibrate itself.
+    settings = enrol.GallerySettings(manifest.model_sha256, tuple(manifest.output.segments), verification["threshold"])
+    enrol.commit(gallery_root, items, settings, enrol.embed_background(encoder), options.trees)
+    gallery = load_gallery(gallery_root, manifest.output.embedding_size, manifest.model_sha256)
     # As `python -m edge.search` searches by default (exact up to 10,000 items, Annoy above), and
     # with Annoy forced, to show what the index costs in quality.
     default_ranked = np.array([[m.label for m in gallery.search(v, 10)] for v in device_test])
@@ -139,8 +143,8 @@ def _build_bundle(run: RunFolder, data_dir: Path, staging: Path, options: Export
     annoy_search = {f"precision@{k}": precision_at_k(annoy_ranked, test_labels, k) for k in (1, 5, 10)}
     float_retrieval = retrieval_report(float_test, test_labels, float_train, train_labels)
     quant_retrieval = retrieval_report(device_test, test_labels, device_train, train_labels)
+    comparison = gallery.info.get("comparison")
 
-    verification = _verification(test_set.records, float_test, device_test, test_labels, options)
     fidelity = _fidelity(float_train, float_test, device_train, device_test)
     drop_points = 100.0 * (float_retrieval["precision@5"] - device_search["precision@5"])
     report = {
@@ -155,6 +159,8 @@ def _build_bundle(run: RunFolder, data_dir: Path, staging: Path, options: Export
         "p5_drop_points": round(drop_points, 3),
         "tolerance_points": options.tolerance_points,
         "fidelity": fidelity,
+        "gallery_comparison": comparison,
+        "gallery_calibration": gallery.calibration.to_json() if gallery.calibration else None,
         "verification": verification,
         "edgetpu_readiness": readiness_report(model_path),
         "interpreters": _interpreters(runtime, model_path, options.check_python),
@@ -213,6 +219,7 @@ def _complete_manifest(draft: Manifest, run: RunFolder, report: dict, verificati
               "holdout_classes": list(run.config.holdout_classes), "data_dir": str(run.metrics["data"]["data_dir"])},
         created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         source_commit=_source_commit(),
+        package_version=__version__,
         forced=bool(options.force and drop_points > options.tolerance_points),
     )
     return Manifest(**values)

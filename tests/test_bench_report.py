@@ -30,3 +30,21 @@ def test_main_writes_markdown_and_plots(tmp_path, capsys):
     assert (tmp_path / "search_latency.png").stat().st_size > 1000
     assert (tmp_path / "encoder_variants.png").stat().st_size > 1000
     assert main(["--json", str(tmp_path / "missing.json"), "--out", str(out)]) == 2
+
+
+def test_live_loop_rows_from_known_numbers():
+    from benchmarks.report import build_report
+
+    def bench(name, group, ms, **extra):
+        return {"name": name, "group": group, "stats": {"median": ms / 1000.0}, "extra_info": extra}
+
+    live = dict(threads=1, encoder_ms=30.0, frames_processed=90, frames_skipped=90, latency_p50_ms=40.0,
+                latency_p95_ms=70.0, bound_ms=63.3, embed_p50_ms=31.0, embed_p95_ms=40.0)
+    data = {"benchmarks": [bench("enc", "end-to-end", 10.0, role="encoder-only"),
+                           bench("live", "end-to-end", 10.5, role="live-inference"),
+                           bench("part", "frame-parts", 1.6, part="resize"),
+                           bench("lat", "live", 6000.0, **live)]}
+    text, figures = build_report(data)
+    assert figures["live_ratio"] == 1.05 and "| live loop: inference thread <= 1.15 x encoder | 1.05 x | yes |" in text
+    assert "| live latency p95 <= encoder + 1 frame interval | 70.0 ms (bound 63.3 ms) | no |" in text
+    assert "| resize | 1.600 | capture thread |" in text and "| embed | 31.00 | 40.00 |" in text

@@ -1,6 +1,7 @@
 """The device commands through main(argv), on a real int8 bundle, real Annoy files and real video."""
 
 import json
+import shutil
 import struct
 import zlib
 
@@ -10,6 +11,7 @@ import pytest
 
 from conftest import CLASS_STYLES, make_class_folder, synthetic_image, write_rgb
 from edge.gallery.__main__ import main as gallery_main
+from edge.gallery.store import load_gallery
 from edge.metrics import precision_at_k
 from edge.search import main as search_main
 from edge.verify import main as verify_main
@@ -85,17 +87,25 @@ def test_verify_identical_and_different(tiny_bundle, capsys):
     assert verdict["same"] is False and verdict["threshold"] == 0.0 and verdict["distance"] > 0
 
 
-def test_verify_uses_the_manifest_threshold_and_pairs_csv(tiny_bundle, tmp_path, capsys):
+def test_verify_uses_the_gallery_threshold_then_the_manifest_and_pairs_csv(tiny_bundle, bundle_copy, tmp_path, capsys):
     (a, _), (b, _) = _test_images(tiny_bundle)[:2]
     pairs = tmp_path / "pairs.csv"
     pairs.write_text(f"a,b,same\n{a},{a},1\n{a},{b},0\n")
-    assert verify_main(["--bundle", str(tiny_bundle), "--pairs", str(pairs)]) == 0
+    assert verify_main(["--bundle", str(bundle_copy), "--pairs", str(pairs)]) == 0
     out = capsys.readouterr()
     rows = out.out.strip().splitlines()
-    threshold = json.loads((tiny_bundle / "manifest.json").read_text())["verification"]["threshold"]
-    assert rows[0] == "a,b,same,distance,threshold" and len(rows) == 3
-    assert rows[1].split(",")[2] == "1" and float(rows[1].split(",")[4]) == pytest.approx(threshold, abs=1e-6)
+    calibration = load_gallery(bundle_copy / "gallery").calibration
+    assert calibration.source == "gallery"  # the exported gallery calibrated itself
+    assert rows[0] == "a,b,same,distance,threshold,source" and len(rows) == 3
+    assert rows[1].split(",")[2] == "1" and rows[1].split(",")[5] == "gallery"
+    assert float(rows[1].split(",")[4]) == pytest.approx(calibration.pair_threshold, abs=1e-6)
     assert "labelled pairs" in out.err
+    # Without a gallery the manifest's threshold applies, and the output says so.
+    shutil.rmtree(bundle_copy / "gallery")
+    assert verify_main(["--bundle", str(bundle_copy), "--pairs", str(pairs)]) == 0
+    rows = capsys.readouterr().out.strip().splitlines()
+    threshold = json.loads((bundle_copy / "manifest.json").read_text())["verification"]["threshold"]
+    assert rows[1].split(",")[5] == "manifest" and float(rows[1].split(",")[4]) == pytest.approx(threshold, abs=1e-6)
 
 
 def _huge_png(path):
@@ -146,8 +156,8 @@ def test_enrol_unseen_classes_then_remove(bundle_copy, tmp_path, capsys):
     before = len((bundle_copy / "split" / "train.txt").read_text().splitlines())
     assert gallery_main(["add", "--bundle", str(bundle_copy), str(new)]) == 0
     out = capsys.readouterr()
-    assert f"added 6 images; gallery now holds {before + 6}" in out.out
-    assert "skipped mugs/broken.jpg" in out.err
+    assert f"added 6 images; skipped 0 duplicates, 1 failed; gallery now holds {before + 6}" in out.out
+    assert "failed mugs/broken.jpg" in out.err
     # immediately searchable: an enrolled image finds itself, labelled, at distance ~0
     assert search_main(["--bundle", str(bundle_copy), "--image", str(new / "plates" / "p1.jpg"), "--json", "--exact"]) == 0
     best = _json_lines(capsys.readouterr().out)[0]["matches"][0]

@@ -57,14 +57,27 @@ def test_missing_gallery_says_how_to_build(tmp_path):
         load_gallery(tmp_path / "nothing")
 
 
+def _restamp(version, name):
+    """Rewrites a file's checksum in gallery.json, as if the file had been written that way."""
+    from edge.gallery.store import _sha256
+
+    info = json.loads((version / "gallery.json").read_text())
+    info["files"][name] = _sha256(version / name)
+    (version / "gallery.json").write_text(json.dumps(info))
+
+
 def test_corrupt_files_are_refused(tmp_path):
     version = save_gallery(tmp_path, _items([[1, 0], [0, 1]], ["a", "b"]), SHA)
     (version / "index.ann").write_bytes(b"garbage!")
+    with pytest.raises(GalleryError, match="does not match its checksum"):
+        load_gallery(tmp_path)
+    _restamp(version, "index.ann")  # checksums agree, the content is still not an index
     with pytest.raises(GalleryError, match="not an Annoy index|holds"):
         load_gallery(tmp_path)
     version = save_gallery(tmp_path, _items([[1, 0], [0, 1]], ["a", "b"]), SHA)
     (version / "items.json").write_text(json.dumps({"labels": ["a"], "paths": ["x"], "thumbnails": [None]}))
-    with pytest.raises(GalleryError, match="disagree"):
+    _restamp(version, "items.json")
+    with pytest.raises(GalleryError, match="must be a list of 2"):
         load_gallery(tmp_path)
 
 
@@ -97,7 +110,7 @@ def test_items_operations():
 
 
 def test_auto_search_is_exact_for_small_galleries(tmp_path, monkeypatch):
-    import edge.gallery.store as store
+    import edge.gallery.index as store
 
     rng = np.random.default_rng(1)
     vectors = rng.normal(size=(300, 8))

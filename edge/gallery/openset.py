@@ -1,0 +1,156 @@
+"""Open-set answers: accept the nearest enrolled label, or say "unknown".
+
+Two rules, both fitted to the enrolled gallery when it changes:
+
+1. **Nothing in view.** A fixed set of synthetic "nothing" frames (flat colours, gradients, sensor
+   noise, dark and blurred frames: :func:`background_frames`) is embedded with the bundle's own
+   encoder and kept with the gallery. A query whose nearest background frame is closer than its
+   nearest enrolled image is unknown, whatever its similarity.
+2. **Too far from everything enrolled.** Leave-one-out over the gallery: a *genuine* score is an
+   item's similarity to the nearest other item of its own label; an *impostor* score is its
+   similarity to the nearest item of any other label (as if its label had never been enrolled).
+   The acceptance threshold is the top-1 similarity that impostors exceed at most ``far`` of the
+   time. The same leave-one-out pairs give the pair-verification threshold at the same rate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+DEFAULT_FAR = 0.01
+BACKGROUND_SIZE = 160
+MIN_IMPOSTORS = 20
+PAIR_SAMPLES_PER_CHUNK = 20_000
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Acceptance threshold on top-1 similarity, and how it was estimated."""
+
+    threshold: float
+    far: float
+    source: str
+    """"gallery" (leave-one-out on the enrolled images) or "bundle" (the manifest's verification
+    threshold, used when the gallery has too few labels to estimate one)."""
+    estimated_far: float | None = None
+    estimated_frr: float | None = None
+    genuine: int = 0
+    impostors: int = 0
+    pair_threshold: float | None = None
+    """Cosine *distance* below which ``edge.verify`` calls two images the same, at ``far``."""
+    pair_far: float | None = None
+    pair_frr: float | None = None
+
+    def to_json(self) -> dict:
+        return dict(self.__dict__)  # thresholds unrounded: rounding could let tied impostors in
+
+    @classmethod
+    def from_json(cls, values: dict, source: str = "gallery.json") -> "Calibration":
+        try:
+            calibration = cls(**values)
+            numbers = [calibration.threshold, calibration.far]
+            numbers += [v for v in (calibration.pair_threshold,) if v is not None]
+            if not all(isinstance(v, (int, float)) and np.isfinite(v) for v in numbers):
+                raise ValueError("non-finite threshold")
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{source}: calibration {values!r} is malformed ({error})") from error
+        if not -1.0 <= calibration.threshold <= 1.01 or not 0.0 < calibration.far < 1.0:
+            raise ValueError(f"{source}: calibration threshold {calibration.threshold} or far {calibration.far} "
+                             "out of range")
+        return calibration
+
+
+def bundle_calibration(manifest_distance_threshold: float, far: float = DEFAULT_FAR) -> Calibration:
+    """The fallback: the manifest's pair threshold (calibrated at export on the training classes)."""
+    return Calibration(threshold=1.0 - float(manifest_distance_threshold), far=far, source="bundle",
+                       pair_threshold=float(manifest_distance_threshold))
+
+
+def calibrate(vectors: np.ndarray, labels: Sequence[str], far: float, fallback: Calibration,
+              queries: np.ndarray | None) -> Calibration:
+    """Fits the acceptance and pair thresholds on compared gallery vectors (see module doc).
+
+    Args:
+      vectors: (N, D) gallery vectors as the gallery compares them (Comparison.apply'd).
+      labels: their labels.
+      far: target false-accept rate, in (0, 1).
+      fallback: returned (with ``far``) when there are too few labels or images.
+      queries: the leave-one-out query indices (comparison.loo_queries), or None.
+    """
+    if not 0.0 < far < 1.0:
+        raise ValueError(f"far must be in (0, 1), got {far}")
+    label_ids = np.unique(np.asarray(list(labels)), return_inverse=True)[1]
+    if queries is None or len(np.unique(label_ids)) < 2:
+        return _with_far(fallback, far)
+    genuine, impostor, pair_same, pair_diff = [], [], [], []
+    rng = np.random.default_rng(0)
+    for start in range(0, len(queries), 256):
+        rows = queries[start : start + 256]
+        similarity = vectors[rows] @ vectors.T
+        similarity[np.arange(len(rows)), rows] = -np.inf
+        same = label_ids[None, :] == label_ids[rows][:, None]
+        genuine.append(np.where(same, similarity, -np.inf).max(1))
+        impostor.append(np.where(same, -np.inf, similarity).max(1))
+        pair_same.append(_sample(similarity[same & np.isfinite(similarity)], rng))
+        pair_diff.append(_sample(similarity[~same], rng))
+    genuine, impostor = np.concatenate(genuine), np.concatenate(impostor)
+    if len(impostor) < MIN_IMPOSTORS:
+        return _with_far(fallback, far)
+    threshold = _threshold_at_far(impostor, far)
+    pair_threshold = _threshold_at_far(np.concatenate(pair_diff), far)
+    same_scores = np.concatenate(pair_same)
+    diff_scores = np.concatenate(pair_diff)
+    return Calibration(
+        threshold=threshold, far=far, source="gallery",
+        estimated_far=float((impostor >= threshold).mean()), estimated_frr=float((genuine < threshold).mean()),
+        genuine=int(len(genuine)), impostors=int(len(impostor)),
+        pair_threshold=float(1.0 - pair_threshold),
+        pair_far=float((diff_scores >= pair_threshold).mean()), pair_frr=float((same_scores < pair_threshold).mean()),
+    )
+
+
+def _sample(values: np.ndarray, rng: np.random.Generator, limit: int = PAIR_SAMPLES_PER_CHUNK) -> np.ndarray:
+    """At most ``limit`` of ``values`` (pair scores grow as N squared; a sample sets a quantile)."""
+    return values if len(values) <= limit else rng.choice(values, limit, replace=False)
+
+
+def _threshold_at_far(impostor_scores: np.ndarray, far: float) -> float:
+    """Smallest similarity that at most ``far`` of the impostor scores reach."""
+    scores = np.sort(np.asarray(impostor_scores, dtype=np.float32))[::-1]
+    allowed = int(np.floor(far * len(scores)))  # impostors that may reach the threshold
+    if allowed >= len(scores):
+        return float(scores[-1])
+    # Just above the first impostor that must be refused (ties included), in the scores' own
+    # float32 so that no impostor equal to it can round its way in.
+    return float(np.nextafter(scores[allowed], np.float32(np.inf)))
+
+
+def _with_far(calibration: Calibration, far: float) -> Calibration:
+    return Calibration(**{**calibration.__dict__, "far": far})
+
+
+def background_frames(size: int = BACKGROUND_SIZE) -> list[np.ndarray]:
+    """Deterministic RGB frames with nothing in them: what a camera sees of a wall, a covered lens,
+    a dark room or its own sensor noise. Used only as references of "nothing", never as queries of
+    the accuracy reported in README (those are drawn from other generators and seeds)."""
+    rng = np.random.default_rng(20261203)
+    frames = []
+    for level in (0, 40, 90, 128, 170, 215, 255):
+        frames.append(np.full((size, size, 3), level, np.uint8))
+    for colour in ((200, 40, 40), (40, 160, 60), (50, 70, 200), (220, 200, 60), (150, 120, 100)):
+        frames.append(np.tile(np.array(colour, np.uint8), (size, size, 1)))
+    ramp = np.linspace(0, 255, size, dtype=np.float32)
+    frames.append(np.repeat(np.tile(ramp, (size, 1))[..., None], 3, axis=2).astype(np.uint8))
+    frames.append(np.repeat(np.tile(ramp[:, None], (1, size))[..., None], 3, axis=2).astype(np.uint8))
+    for mean, sigma in ((128, 12), (128, 40), (128, 80), (20, 8), (60, 25), (200, 30)):
+        frames.append(np.clip(rng.normal(mean, sigma, (size, size, 1)), 0, 255).repeat(3, axis=2).astype(np.uint8))
+        frames.append(np.clip(rng.normal(mean, sigma, (size, size, 3)), 0, 255).astype(np.uint8))
+    for kernel in (9, 31):
+        noise = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+        frames.append(cv2.GaussianBlur(noise, (kernel, kernel), 0))
+    frames.append(rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
+    return frames
