@@ -1,4 +1,9 @@
-"""Atomic writes: a reader sees the old content or the new, never a half-written file or folder."""
+"""Atomic writes: a reader sees the old content or the new, never a half-written file or folder.
+
+Files get the modes an ordinary ``open()`` would give them (0666 less the umask, so 0644 under the
+usual umask 022): a bundle written by one user (export, ``sudo gallery add``) stays readable by the
+service that runs the camera. ``mkstemp`` alone would leave them 0600.
+"""
 
 from __future__ import annotations
 
@@ -22,12 +27,26 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux allows (/proc), else set and restored."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     """Writes to a temporary file in the same folder, fsyncs it, then renames it over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()

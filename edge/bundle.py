@@ -9,11 +9,11 @@ from edge.encoder import Encoder
 from edge.gallery.openset import bundle_calibration
 from edge.gallery.store import Gallery, load_gallery
 from edge.interpreter import Runtime
-from edge.manifest import MANIFEST_FILE, Manifest, ManifestError, file_sha256, read_manifest
+from edge.layout import GALLERY_DIR, MANIFEST_FILE, confined
+from edge.manifest import Manifest, ManifestError, file_sha256, read_manifest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_ARTIFACTS = REPO_ROOT / "artifacts"
-GALLERY_DIR = "gallery"
 
 
 @dataclass
@@ -26,7 +26,8 @@ class Bundle:
 
     @property
     def gallery_dir(self) -> Path:
-        return self.path / GALLERY_DIR
+        """``<bundle>/gallery``, refused (UnsafePathError) when it is a symlink out of the bundle."""
+        return confined(self.path, GALLERY_DIR, "gallery folder")
 
     def gallery(self) -> Gallery:
         """Loads the gallery, refusing one made by another model."""
@@ -46,13 +47,14 @@ def open_bundle(
     Raises:
       FileNotFoundError: no bundle folder or no model file.
       ManifestError: bad manifest, or a model whose hash or shapes differ from it.
+      UnsafePathError: the manifest's model_file leads outside the bundle (absolute, '..', symlink).
       InterpreterError: the interpreter cannot run the model.
     """
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"no bundle at {path}; make one with `make export BUNDLE={path}`")
     manifest = read_manifest(path)
-    model_path = path / manifest.model_file
+    model_path = confined(path, manifest.model_file, "manifest model_file")  # before anything is read
     if not model_path.is_file():
         raise FileNotFoundError(f"bundle {path} has no model file {manifest.model_file}")
     actual = file_sha256(model_path)

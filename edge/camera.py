@@ -9,6 +9,8 @@ OpenCV's V4L2 backend sees it only through the compatibility layer: run under ``
 from __future__ import annotations
 
 import logging
+import os
+import stat
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,8 +39,14 @@ def parse_source(text: str | int | None) -> int | str:
 
 
 def is_live(source: int | str) -> bool:
-    """Device indices and /dev/video* are live; files end, devices should not."""
-    return isinstance(source, int) or str(source).startswith("/dev/")
+    """Device indices and character devices (/dev/video0) are live; anything else is a file that
+    ends, wherever it lives (a clip under /dev/shm is still a file)."""
+    if isinstance(source, int):
+        return True
+    try:
+        return stat.S_ISCHR(os.stat(source).st_mode)
+    except (OSError, ValueError):  # missing, a name too long, a NUL byte: not a device we can open
+        return False
 
 
 @contextmanager

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -17,10 +18,34 @@ TILE = 96
 
 def has_display() -> bool:
     """Whether a window can open. With no display the GUI build of OpenCV aborts the process
-    (Qt, exit 134) instead of raising, so this must be checked before ``cv2.imshow``."""
-    if sys.platform.startswith("linux"):
-        return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-    return True
+    (Qt, SIGABRT, exit 134) instead of raising, so this must be checked before ``cv2.imshow``:
+    a DISPLAY that is set counts only when an X server answers behind it. WAYLAND_DISPLAY alone
+    does not: the Qt build of the opencv-python wheels speaks X (xcb) only, and Wayland desktops
+    (Raspberry Pi OS Bookworm included) run XWayland and set DISPLAY as well."""
+    if not sys.platform.startswith("linux"):
+        return True
+    return x_server_answers(os.environ.get("DISPLAY", ""))
+
+
+def x_server_answers(display: str, timeout: float = 0.5) -> bool:
+    """Connects to the X server ``display`` names (``:0``, ``unix:0.0``, ``localhost:10.0``)."""
+    host, _, rest = display.rpartition(":")
+    number = rest.split(".")[0]
+    if not number.isdigit():
+        return False
+    if host in ("", "unix"):
+        return _connects(socket.AF_UNIX, f"/tmp/.X11-unix/X{number}", timeout)
+    return _connects(socket.AF_INET, (host, 6000 + int(number)), timeout)  # ssh -X forwarding
+
+
+def _connects(family: int, address, timeout: float) -> bool:
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as connection:
+            connection.settimeout(timeout)
+            connection.connect(address)
+        return True
+    except (OSError, ValueError):
+        return False
 
 
 class ThumbnailCache:

@@ -1,23 +1,34 @@
 """Decoding and validating images: whatever arrives becomes an HxWx3 uint8 RGB array or an ImageError.
 
 Handles grayscale, RGBA, 16-bit and palette images; refuses empty, corrupt, non-image and
-oversized inputs with a message that says what arrived. The size check reads the PNG/JPEG header
-first, so a huge image is refused before its pixels are allocated.
+oversized inputs with a message that says what arrived. Decoding is bounded before anything is
+allocated, in three layers:
+
+1. a file larger than ``MAX_FILE_BYTES`` is refused from its size, before it is read;
+2. the declared width x height is read from the header (PNG, JPEG, WebP, TIFF, BMP, GIF:
+   edge.image_headers) and refused above ``max_pixels``;
+3. every other format OpenCV decodes is bounded by OpenCV's own limit, the environment variable
+   ``OPENCV_IO_MAX_IMAGE_PIXELS``, which ``edge/__init__.py`` sets to ``MAX_PIXELS`` before
+   ``cv2`` is first imported (OpenCV reads it once, at import).
 """
 
 from __future__ import annotations
 
-import struct
+import os
 from pathlib import Path
 from typing import Union
 
 import cv2
 import numpy as np
 
+from edge.image_headers import header_size
+
 ImageSource = Union[str, Path, bytes, np.ndarray]
 
 # 40 megapixels: larger than any phone photo; a 100 MP image would need 300 MB decoded.
 MAX_PIXELS = 40_000_000
+# 100 MiB: a 40 MP photo is 10-30 MB as JPEG and under 100 MB as PNG; larger files are not read.
+MAX_FILE_BYTES = 100 * 2**20
 MIN_SIDE = 2
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -26,12 +37,14 @@ class ImageError(ValueError):
     """An input that is not a usable image; the message says what arrived."""
 
 
-def read_image(source: ImageSource, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+def read_image(source: ImageSource, max_pixels: int = MAX_PIXELS, max_bytes: int = MAX_FILE_BYTES) -> np.ndarray:
     """Decodes a file path or encoded bytes, or validates an RGB array.
 
     Args:
       source: a path, the encoded bytes of an image file, or an HxWx3 uint8 RGB array.
-      max_pixels: refuse images with more pixels than this.
+      max_pixels: refuse images with more pixels than this (OpenCV's own limit,
+        ``OPENCV_IO_MAX_IMAGE_PIXELS``, caps formats whose header is not read here).
+      max_bytes: refuse files larger than this without reading them.
 
     Returns:
       An HxWx3 uint8 array in RGB order.
@@ -42,7 +55,7 @@ def read_image(source: ImageSource, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     if isinstance(source, np.ndarray):
         return validate_rgb(source)
     if isinstance(source, (str, Path)):
-        data = _read_file(Path(source))
+        data = _read_file(Path(source), max_bytes)
         name = str(source)
     elif isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
@@ -66,7 +79,10 @@ def decode_image_bytes(data: bytes, name: str = "<bytes>", max_pixels: int = MAX
     # JPEGs are 8-bit colour or gray: IMREAD_COLOR also applies their EXIF orientation, as
     # camera apps show them. Other formats keep depth/alpha so they can be converted explicitly.
     flags = cv2.IMREAD_COLOR if data[:2] == b"\xff\xd8" else cv2.IMREAD_UNCHANGED
-    decoded = cv2.imdecode(buffer, flags)
+    try:
+        decoded = cv2.imdecode(buffer, flags)
+    except cv2.error as error:
+        raise ImageError(_opencv_message(name, data, error)) from error
     if decoded is None:
         head = data[:8]
         raise ImageError(
@@ -106,46 +122,38 @@ def is_image_file(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
 
 
-def header_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from a PNG or JPEG header without decoding, or None if unknown."""
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
-        width, height = struct.unpack(">II", data[16:24])
-        return int(width), int(height)
-    if data[:2] == b"\xff\xd8":
-        return _jpeg_size(data)
-    return None
-
-
-def _jpeg_size(data: bytes) -> tuple[int, int] | None:
-    position = 2
-    start_of_frame = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
-    while position + 9 < len(data):
-        if data[position] != 0xFF:
-            return None
-        marker = data[position + 1]
-        if marker == 0xFF:  # fill byte
-            position += 1
-            continue
-        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
-            position += 2
-            continue
-        length = struct.unpack(">H", data[position + 2 : position + 4])[0]
-        if marker in start_of_frame:
-            height, width = struct.unpack(">HH", data[position + 5 : position + 9])
-            return int(width), int(height)
-        position += 2 + length
-    return None
-
-
-def _read_file(path: Path) -> bytes:
-    if not path.exists():
-        raise ImageError(f"{path}: no such file")
-    if not path.is_file():
-        raise ImageError(f"{path}: not a file")
+def _read_file(path: Path, max_bytes: int = MAX_FILE_BYTES) -> bytes:
+    """The file's bytes, refused from its size before reading when larger than ``max_bytes``."""
     try:
-        return path.read_bytes()
-    except OSError as error:
-        raise ImageError(f"{path}: cannot read ({error.strerror})") from error
+        if not path.exists():
+            raise ImageError(f"{path}: no such file")
+        if not path.is_file():
+            raise ImageError(f"{path}: not a file")
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size > max_bytes:
+                raise ImageError(_too_large(path, size, max_bytes))
+            data = handle.read(max_bytes + 1)  # bounded even if the file grows meanwhile
+    except OSError as error:  # permission, a name over 255 bytes, an I/O error...
+        raise ImageError(f"{path}: cannot read ({error.strerror or error})") from error
+    if len(data) > max_bytes:
+        raise ImageError(_too_large(path, len(data), max_bytes))
+    return data
+
+
+def _too_large(path: Path, size: int, max_bytes: int) -> str:
+    return (f"{path}: file is {size:,} bytes, more than the limit of {max_bytes:,} for one image; "
+            "downscale or recompress it first")
+
+
+def _opencv_message(name: str, data: bytes, error: Exception) -> str:
+    text = str(error)
+    if "CV_IO_MAX_IMAGE_PIXELS" in text or "validateInputImageSize" in text:
+        limit = os.environ.get("OPENCV_IO_MAX_IMAGE_PIXELS", "OpenCV's default")
+        return (f"{name}: image is larger than the decoder limit OPENCV_IO_MAX_IMAGE_PIXELS={limit} "
+                "pixels; downscale it first")
+    reason = text.strip().splitlines()[-1] if text.strip() else type(error).__name__
+    return f"{name}: OpenCV could not decode it ({len(data):,} bytes starting {data[:8]!r}): {reason}"
 
 
 def _to_rgb_uint8(image: np.ndarray, name: str) -> np.ndarray:

@@ -9,18 +9,22 @@ calibrated verification threshold, the model's sha256 and the metrics measured a
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edge.json_fields import FieldError, build, json_number, to_plain
+from edge.layout import MANIFEST_FILE, MODEL_FILE, UnsafePathError, confined
+
+__all__ = ["MANIFEST_FILE", "MODEL_FILE", "Manifest", "ManifestError", "InputSpec", "OutputSpec", "Verification",
+           "read_manifest", "file_sha256"]
+
 SCHEMA_VERSION = 2
 READABLE_SCHEMA_VERSIONS = (1, 2)
 """Version 2 added ``output.segments``; a version 1 manifest reads as one unsegmented output."""
 FORMAT = "siamese-edge-bundle"
-MANIFEST_FILE = "manifest.json"
-MODEL_FILE = "encoder.tflite"
+MAX_MANIFEST_BYTES = 16 * 2**20
 COLOR_ORDERS = ("RGB",)
 RESIZE_RULES = ("squash",)
 DTYPES = ("float32", "uint8", "int8")
@@ -43,6 +47,8 @@ class InputSpec:
     channels: int = 3
     color_order: str = "RGB"
     resize: str = "squash"
+    unknown: dict = field(default_factory=dict, compare=False, repr=False)
+    """Fields this runtime does not know (written by a newer exporter): kept, written back, unused."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,8 @@ class OutputSpec:
     segments: tuple = ()
     """Consecutive parts of the output, ``{"name", "size", "weight"}`` each: the device scales every
     part to unit length times its weight (edge.metrics.segment_normalize). Empty: one part."""
+    unknown: dict = field(default_factory=dict, compare=False, repr=False)
+    """Fields this runtime does not know (written by a newer exporter): kept, written back, unused."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "segments", tuple(self.segments or ()))
@@ -70,6 +78,8 @@ class Verification:
     method: str
     target_far: float | None = None
     details: dict = field(default_factory=dict)
+    unknown: dict = field(default_factory=dict, compare=False, repr=False)
+    """Fields this runtime does not know (written by a newer exporter): kept, written back, unused."""
 
 
 @dataclass(frozen=True)
@@ -94,9 +104,11 @@ class Manifest:
     forced: bool = False
     package_version: str = ""
     """siamese-edge version that exported the bundle (optional; empty in older bundles)."""
+    unknown: dict = field(default_factory=dict, compare=False, repr=False)
+    """Fields this runtime does not know (written by a newer exporter): kept, written back, unused."""
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        return to_plain(self)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
@@ -115,15 +127,15 @@ class Manifest:
                 f"{list(READABLE_SCHEMA_VERSIONS)}); "
                 "re-export the bundle with the matching siamese-edge version"
             )
+        nested = {"input": InputSpec, "output": OutputSpec, "verification": Verification}
+        values = dict(values)
         try:
-            nested = {
-                "input": InputSpec(**values["input"]),
-                "output": OutputSpec(**values["output"]),
-                "verification": Verification(**values["verification"]),
-            }
-            manifest = cls(**{**values, **nested})
-        except (KeyError, TypeError) as error:
-            raise ManifestError(f"{source}: missing or unexpected field ({error})") from error
+            for name, spec in nested.items():
+                if name in values:
+                    values[name] = build(spec, values[name], f"{name}.", source)
+            manifest = build(cls, values, "", source)
+        except FieldError as error:
+            raise ManifestError(str(error)) from error
         manifest.validate(source)
         return manifest
 
@@ -139,6 +151,8 @@ class Manifest:
             (self.output.embedding_size >= 1, f"output.embedding_size is {self.output.embedding_size}"),
             *self._segment_checks(),
             (self.metric in METRICS, f"metric {self.metric!r} not in {METRICS}"),
+            (_plain_file_name(self.model_file),
+             f"model_file {self.model_file!r} must be a relative path inside the bundle, without '..'"),
             (len(self.model_sha256) == 64, f"model_sha256 {self.model_sha256!r} is not a sha256 hex digest"),
             (0.0 <= self.verification.threshold <= 2.0, f"verification.threshold {self.verification.threshold} outside [0, 2]"),
         ]
@@ -151,8 +165,8 @@ class Manifest:
         if not segments:
             return []
         try:
-            sizes = [int(segment["size"]) for segment in segments]
-            weights = [float(segment["weight"]) for segment in segments]
+            sizes = [json_number(segment["size"], int) for segment in segments]
+            weights = [json_number(segment["weight"], float) for segment in segments]
         except (TypeError, KeyError, ValueError):
             return [(False, f"output.segments {segments!r}: expected objects with size and weight")]
         return [
@@ -164,15 +178,32 @@ class Manifest:
 
 
 def read_manifest(bundle_dir: Path) -> Manifest:
-    """Reads and validates ``bundle_dir/manifest.json``."""
-    path = Path(bundle_dir) / MANIFEST_FILE
+    """Reads and validates ``bundle_dir/manifest.json``.
+
+    Raises:
+      ManifestError: missing, a symlink, too large, not UTF-8, not JSON, or a bad field (named).
+    """
+    try:
+        path = confined(Path(bundle_dir), MANIFEST_FILE, "manifest")
+    except UnsafePathError as error:
+        raise ManifestError(str(error)) from error
     if not path.is_file():
         raise ManifestError(f"no manifest at {path}; is {bundle_dir} a bundle made by `make export`?")
+    size = path.stat().st_size
+    if size > MAX_MANIFEST_BYTES:
+        raise ManifestError(f"{path}: {size:,} bytes, more than a manifest's limit of {MAX_MANIFEST_BYTES:,}")
     try:
-        values = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
+        values = json.loads(path.read_bytes().decode("utf-8-sig"))
+    except UnicodeDecodeError as error:
+        raise ManifestError(f"{path}: not UTF-8 text ({error}); re-export the bundle") from error
+    except (json.JSONDecodeError, RecursionError) as error:
         raise ManifestError(f"{path}: not valid JSON ({error})") from error
     return Manifest.from_dict(values, source=str(path))
+
+
+def _plain_file_name(text: str) -> bool:
+    parts = Path(text).parts
+    return bool(text) and "\x00" not in text and not Path(text).is_absolute() and ".." not in parts
 
 
 def file_sha256(path: Path) -> str:

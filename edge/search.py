@@ -25,7 +25,8 @@ import sys
 from typing import Sequence
 
 from edge.bundle import Bundle
-from edge.cli import EXIT_ERROR, USER_ERRORS, add_bundle_arguments, load_bundle, run_main, setup_logging
+from edge.cli import (EXIT_ERROR, add_bundle_arguments, expected_errors, int_in_range, load_bundle, make_parser,
+                      positive_int, report, run_main, setup_logging)
 from edge.gallery.store import Gallery, Identification
 from edge.live.run import FpsMeter, run_camera  # noqa: F401 (FpsMeter: its old home)
 from edge.live.server import parse_address
@@ -34,26 +35,26 @@ log = logging.getLogger("edge.search")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m edge.search", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = make_parser("python -m edge.search", __doc__)
     add_bundle_arguments(parser)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--camera", nargs="?", const="0", metavar="INDEX|DEVICE|picam|VIDEO",
                         help="camera index (default 0), /dev/videoN, picam (Raspberry Pi camera through picamera2), "
                              "or a video file standing in for a camera")
     source.add_argument("--image", nargs="+", metavar="PATH", help="image files to search with")
-    parser.add_argument("--k", type=int, default=5, help="matches per query (default 5)")
+    parser.add_argument("--k", type=positive_int, default=5, help="matches per query (default 5)")
     parser.add_argument("--json", action="store_true", help="one JSON line per query on stdout")
     parser.add_argument("--headless", action="store_true", help="never open a window")
-    parser.add_argument("--every", type=int, default=1, help="process every N-th frame (default 1)")
-    parser.add_argument("--max-frames", type=int, default=None, help="stop after this many processed frames")
-    parser.add_argument("--search-k", type=int, default=None,
+    parser.add_argument("--every", type=positive_int, default=1, help="process every N-th frame (default 1)")
+    parser.add_argument("--max-frames", type=positive_int, default=None, help="stop after this many processed frames")
+    parser.add_argument("--search-k", type=int_in_range(-1, None), default=None,
                         help="Annoy nodes to inspect (default: the gallery's, 4000; -1: Annoy's trees*k)")
     method = parser.add_mutually_exclusive_group()
     method.add_argument("--exact", dest="exact", action="store_const", const=True, default=None,
                         help="always exact numpy search (default: exact up to 10,000 items, Annoy above)")
     method.add_argument("--annoy", dest="exact", action="store_const", const=False, help="always Annoy search")
-    parser.add_argument("--retries", type=int, default=3, help="reopen attempts when a live camera stalls")
+    parser.add_argument("--retries", type=int_in_range(0, None), default=3,
+                        help="reopen attempts when a live camera stalls")
     parser.add_argument("--realtime", action="store_true",
                         help="play a --camera video file at its own frame rate, dropping frames like a camera")
     parser.add_argument("--serve", metavar="[HOST:]PORT", default=None,
@@ -83,9 +84,9 @@ def search_images(bundle: Bundle, gallery: Gallery, args: argparse.Namespace) ->
     for path in args.image:
         try:
             vector = bundle.encoder.embed(path)
-        except USER_ERRORS as error:
+        except expected_errors() as error:
             failed += 1
-            print(f"error: {error}", file=sys.stderr)
+            report(error)
             if args.json:
                 print(json.dumps({"query": path, "error": str(error)}), flush=True)
             continue
@@ -103,9 +104,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValueError as error:
             parser.error(str(error))
     setup_logging(args.verbose)
-    if args.k < 1 or args.every < 1:
-        print("error: --k and --every must be at least 1", file=sys.stderr)
-        return EXIT_ERROR
 
     def body() -> int:
         bundle = load_bundle(args)
@@ -114,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return search_images(bundle, gallery, args)
         return run_camera(bundle, gallery, args)
 
-    return run_main(body)
+    return run_main(body, args.verbose)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,10 @@ images at the gallery's false-accept rate, compared the way the gallery compares
 the manifest (calibrated at export on the training classes), or from --threshold; the output says
 which. An image that looks like nothing at all (nearer to the gallery's "nothing" frames than to
 the other image) is never "same".
+
+A pairs CSV may be UTF-8 (Excel's BOM included) or Latin-1, with ``same`` one of 1/0, true/false,
+yes/no, same/different or empty (edge.pairs). A short row, or one with another ``same``, is reported
+on stderr and skipped, as is a pair whose images fail, and the run goes on; the exit code is then 2.
 """
 
 from __future__ import annotations
@@ -23,10 +27,12 @@ from typing import Sequence
 
 import numpy as np
 
-from edge.cli import EXIT_ERROR, USER_ERRORS, add_bundle_arguments, load_bundle, run_main, setup_logging
+from edge.cli import (EXIT_ERROR, add_bundle_arguments, expected_errors, finite_float, load_bundle, make_parser,
+                      report, run_main, setup_logging)
 from edge.encoder import Encoder
 from edge.gallery.store import Gallery, GalleryError
 from edge.images import ImageSource
+from edge.pairs import Pair, read_pairs
 
 EXIT_SAME, EXIT_DIFFERENT = 0, 1
 
@@ -82,67 +88,61 @@ def decision_rule(bundle, override: float | None) -> Rule:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m edge.verify", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = make_parser("python -m edge.verify", __doc__)
     add_bundle_arguments(parser)
     parser.add_argument("images", nargs="*", metavar="IMAGE", help="two images to compare")
     parser.add_argument("--pairs", type=Path, default=None, help="CSV with columns a,b and optionally same (1/0)")
-    parser.add_argument("--threshold", type=float, default=None, help="cosine-distance threshold instead of the gallery's or the manifest's")
+    parser.add_argument("--threshold", type=finite_float(0.0, 2.0), default=None,
+                        help="cosine-distance threshold in [0, 2] instead of the gallery's or the manifest's")
     parser.add_argument("--json", action="store_true", help="JSON output")
     return parser
 
 
-def read_pairs(path: Path) -> list[dict]:
-    """Rows of a pairs CSV; paths are relative to the CSV's folder unless absolute."""
-    if not path.is_file():
-        raise FileNotFoundError(f"no pairs file {path}")
-    with open(path, newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
-    if not rows or not {"a", "b"} <= set(rows[0]):
-        raise FileNotFoundError(f"{path}: expected a CSV header with columns a,b[,same]")
-    for row in rows:
-        for key in ("a", "b"):
-            row[key] = str(path.parent / row[key]) if not Path(row[key]).is_absolute() else row[key]
-    return rows
-
-
-def verify_pairs(encoder: Encoder, rows: list[dict], threshold: float | Rule, as_json: bool) -> int:
-    failed, correct, labelled = 0, 0, 0
+def verify_pairs(encoder: Encoder, pairs: list[Pair], threshold: float | Rule, as_json: bool,
+                 problems: Sequence[Exception] = ()) -> int:
+    """Verifies every pair; bad rows (``problems``) and pairs whose images fail are reported and
+    skipped. Returns 2 if anything was skipped, else 0."""
+    for problem in problems:
+        report(problem)
+    failed, correct, labelled = len(problems), 0, 0
     writer = None if as_json else csv.writer(sys.stdout)
     if writer:
         writer.writerow(["a", "b", "same", "distance", "threshold", "source"])
-    for row in rows:
+    for pair in pairs:
         try:
-            verdict = verify(encoder, row["a"], row["b"], threshold)
-        except USER_ERRORS as error:
+            verdict = verify(encoder, pair.a, pair.b, threshold)
+        except expected_errors() as error:
             failed += 1
-            print(f"error: {error}", file=sys.stderr)
+            report(error)
             continue
-        if row.get("same") not in (None, ""):
+        if pair.same is not None:
             labelled += 1
-            correct += int(verdict.same == (row["same"].strip() in ("1", "true", "True", "yes")))
+            correct += int(verdict.same == pair.same)
         if writer:
-            writer.writerow([row["a"], row["b"], int(verdict.same), f"{verdict.distance:.6f}",
+            writer.writerow([pair.a, pair.b, int(verdict.same), f"{verdict.distance:.6f}",
                              f"{verdict.threshold:.6f}", verdict.source])
         else:
-            print(json.dumps({"a": row["a"], "b": row["b"], **asdict(verdict)}))
+            print(json.dumps({"a": pair.a, "b": pair.b, **asdict(verdict)}))
     if labelled:
         print(f"accuracy {correct / labelled:.4f} on {labelled} labelled pairs", file=sys.stderr)
+    if failed:
+        print(f"{failed} pair(s) reported above were skipped", file=sys.stderr)
     return EXIT_ERROR if failed else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    setup_logging(args.verbose)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if bool(args.pairs) == bool(args.images) or (args.images and len(args.images) != 2):
-        print("error: give exactly two images, or --pairs CSV", file=sys.stderr)
-        return EXIT_ERROR
+        parser.error("give exactly two images, or --pairs CSV")
+    setup_logging(args.verbose)
 
     def body() -> int:
         bundle = load_bundle(args)
         rule = decision_rule(bundle, args.threshold)
         if args.pairs:
-            return verify_pairs(bundle.encoder, read_pairs(args.pairs), rule, args.json)
+            pairs, problems = read_pairs(args.pairs)
+            return verify_pairs(bundle.encoder, pairs, rule, args.json, problems)
         verdict = verify(bundle.encoder, args.images[0], args.images[1], rule)
         if args.json:
             print(json.dumps(asdict(verdict)))
@@ -152,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f"{verdict.source}; {verdict.reason})")
         return EXIT_SAME if verdict.same else EXIT_DIFFERENT
 
-    return run_main(body)
+    return run_main(body, args.verbose)
 
 
 if __name__ == "__main__":

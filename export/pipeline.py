@@ -30,7 +30,8 @@ from edge.atomic import replace_dir, write_text_atomic
 from edge.encoder import Encoder
 from edge.gallery.store import load_gallery
 from edge.interpreter import find_runtime, make_interpreter
-from edge.manifest import MODEL_FILE, InputSpec, Manifest, OutputSpec, Verification, file_sha256
+from edge.layout import FIDELITY_FILE, GALLERY_DIR, MANIFEST_FILE, MODEL_FILE, SPLIT_DIR
+from edge.manifest import InputSpec, Manifest, OutputSpec, Verification, file_sha256
 from edge.metrics import l2_normalize, precision_at_k, retrieval_report, roc_auc
 from edge.quant import params_of
 from export.calibrate import calibrate_threshold, calibration_mask, rates_at
@@ -85,7 +86,7 @@ def export_run(run_dir: Path, bundle_dir: Path, options: ExportOptions = ExportO
     try:
         report = _build_bundle(run, data_dir, staging, options)
         report["seconds"] = round(time.time() - started, 1)
-        write_text_atomic(staging / "fidelity.json", _dumps(report))
+        write_text_atomic(staging / FIDELITY_FILE, _dumps(report))
         replace_dir(staging, bundle_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -121,7 +122,7 @@ def _build_bundle(run: RunFolder, data_dir: Path, staging: Path, options: Export
 
     runtime = find_runtime()
     encoder = Encoder(model_path, manifest, options.num_threads, runtime=runtime)
-    gallery_root = staging / "gallery"
+    gallery_root = staging / GALLERY_DIR
     train_items = [(data_dir / r.path, r.class_name) for r in train_set.records]
     items, _ = enrol.embed_items(encoder, gallery_root, train_items, relative_to=data_dir)
     device_test = np.stack([encoder.embed(data_dir / r.path) for r in test_set.records])
@@ -172,8 +173,8 @@ def _build_bundle(run: RunFolder, data_dir: Path, staging: Path, options: Export
             "--calibration-images, --mode float16, or --force to write it anyway (marked as forced)"
         )
     final = _complete_manifest(manifest, run, report, verification, options, drop_points)
-    write_text_atomic(staging / "manifest.json", final.to_json())
-    shutil.copytree(run.path / "split", staging / "split")
+    write_text_atomic(staging / MANIFEST_FILE, final.to_json())
+    shutil.copytree(run.path / SPLIT_DIR, staging / SPLIT_DIR)
     return report
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import edge  # noqa: F401  (first: sets OpenCV's decoder pixel limit before cv2 is imported)
 import cv2
 import numpy as np
 import pytest

@@ -81,10 +81,10 @@ def test_verify_identical_and_different(tiny_bundle, capsys):
     (first, _), (second, _) = _test_images(tiny_bundle)[:2]
     assert verify_main(["--bundle", str(tiny_bundle), str(first), str(first), "--threshold", "1e-6"]) == 0
     assert capsys.readouterr().out.startswith("same (distance 0.0000")
-    # Threshold below zero distance: nothing can be "same", so two different images are different.
-    assert verify_main(["--bundle", str(tiny_bundle), str(first), str(second), "--threshold", "-1", "--json"]) == 1
+    # Threshold 0: only identical embeddings are "same", so two different images are different.
+    assert verify_main(["--bundle", str(tiny_bundle), str(first), str(second), "--threshold", "0", "--json"]) == 1
     verdict = json.loads(capsys.readouterr().out)
-    assert verdict["same"] is False and verdict["threshold"] == -1.0 and verdict["distance"] > 0
+    assert verdict["same"] is False and verdict["threshold"] == 0.0 and verdict["distance"] > 0
 
 
 def test_verify_uses_the_gallery_threshold_then_the_manifest_and_pairs_csv(tiny_bundle, bundle_copy, tmp_path, capsys):

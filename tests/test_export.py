@@ -6,13 +6,15 @@ import shutil
 import pytest
 
 from edge.bundle import open_bundle
+from edge.layout import FIDELITY_FILE, GALLERY_DIR, MANIFEST_FILE, MODEL_FILE, SPLIT_DIR
 from edge.manifest import Manifest, ManifestError, read_manifest
 from export.__main__ import main as export_main
+from train.layout import ENCODER_FILE
 
 
 def test_bundle_has_everything_a_device_needs(tiny_bundle):
     names = sorted(p.name for p in tiny_bundle.iterdir())
-    assert names == ["encoder.tflite", "fidelity.json", "gallery", "manifest.json", "split"]
+    assert names == sorted([MODEL_FILE, FIDELITY_FILE, GALLERY_DIR, MANIFEST_FILE, SPLIT_DIR])
     manifest = read_manifest(tiny_bundle)
     assert manifest.quantization == "int8" and manifest.input.dtype == "uint8" and manifest.output.dtype == "int8"
     segments = manifest.output.segments
@@ -21,11 +23,11 @@ def test_bundle_has_everything_a_device_needs(tiny_bundle):
     assert manifest.verification.method == "eer" and 0.0 <= manifest.verification.threshold <= 2.0
     assert manifest.interpreters["checked"][0]["name"] == "ai_edge_litert"
     assert not manifest.forced
-    assert Manifest.from_dict(json.loads((tiny_bundle / "manifest.json").read_text())) == manifest
+    assert Manifest.from_dict(json.loads((tiny_bundle / MANIFEST_FILE).read_text())) == manifest
 
 
 def test_int8_model_is_full_integer(tiny_bundle):
-    report = json.loads((tiny_bundle / "fidelity.json").read_text())
+    report = json.loads((tiny_bundle / FIDELITY_FILE).read_text())
     readiness = report["edgetpu_readiness"]
     assert readiness["float_ops"] == [] and readiness["unsupported_ops"] == [] and readiness["dynamic_shapes"] == []
     assert readiness["io_dtypes"] == ["uint8", "int8"] and readiness["ready"] is True
@@ -41,7 +43,7 @@ def test_float32_export_reproduces_keras_through_the_device_path(tiny_run, tmp_p
     bundle = tmp_path / "f32"
     argv = ["--run", str(tiny_run), "--bundle", str(bundle), "--mode", "float32", "--pairs", "100", "--trees", "4"]
     assert export_main(argv) == 0
-    fidelity = json.loads((bundle / "fidelity.json").read_text())["fidelity"]
+    fidelity = json.loads((bundle / FIDELITY_FILE).read_text())["fidelity"]
     assert fidelity["cosine_min"] > 0.99999 and fidelity["centred_cosine_min"] > 0.9999
     assert fidelity["top5_neighbour_agreement"] == 1.0
     assert read_manifest(bundle).input.dtype == "float32"
@@ -50,24 +52,24 @@ def test_float32_export_reproduces_keras_through_the_device_path(tiny_run, tmp_p
 def test_device_gallery_is_built_with_the_exported_model(tiny_bundle):
     bundle = open_bundle(tiny_bundle)
     gallery = bundle.gallery()
-    train_lines = (tiny_bundle / "split" / "train.txt").read_text().splitlines()
+    train_lines = (tiny_bundle / SPLIT_DIR / "train.txt").read_text().splitlines()
     assert len(gallery) == len(train_lines)
     assert gallery.info["model_sha256"] == bundle.manifest.model_sha256
 
 
 def test_tampered_model_is_refused(bundle_copy):
-    with open(bundle_copy / "encoder.tflite", "ab") as handle:
+    with open(bundle_copy / MODEL_FILE, "ab") as handle:
         handle.write(b"\0")
     with pytest.raises(ManifestError, match="sha256"):
         open_bundle(bundle_copy)
 
 
 def test_wrong_embedding_size_is_refused(bundle_copy):
-    values = json.loads((bundle_copy / "manifest.json").read_text())
+    values = json.loads((bundle_copy / MANIFEST_FILE).read_text())
     real_size = values["output"]["embedding_size"]
     values["output"]["embedding_size"] = 7
     values["output"]["segments"] = [{"name": "a", "size": 3, "weight": 0.6}, {"name": "b", "size": 4, "weight": 0.8}]
-    (bundle_copy / "manifest.json").write_text(json.dumps(values))
+    (bundle_copy / MANIFEST_FILE).write_text(json.dumps(values))
     with pytest.raises(ManifestError, match=f"embedding size {real_size} != manifest 7"):
         open_bundle(bundle_copy)
 
@@ -81,12 +83,12 @@ def test_missing_run_fails_clearly_and_writes_nothing(tmp_path, capsys):
 def test_half_written_run_leaves_previous_bundle_intact(tiny_run, tmp_path, capsys):
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
-    (run / "encoder.keras").unlink()
+    (run / ENCODER_FILE).unlink()
     bundle = tmp_path / "bundle"
     bundle.mkdir()
     (bundle / "marker").write_text("previous bundle")
     assert export_main(["--run", str(run), "--bundle", str(bundle)]) == 2
-    assert "incomplete (missing encoder.keras)" in capsys.readouterr().err
+    assert f"incomplete (missing {ENCODER_FILE})" in capsys.readouterr().err
     assert (bundle / "marker").read_text() == "previous bundle"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle", "run"]
 

@@ -8,28 +8,33 @@ import pytest
 
 from conftest import TINY_TRAIN_ARGS, make_class_folder
 from train.__main__ import main as train_main
-from train.run_folder import RunFolderError, evaluate_saved_run, open_run
+from train.evaluate import evaluate_saved_run
+from train.layout import (
+    CLASSES_FILE, CONFIG_FILE, ENCODER_FILE, GRID_PLOT, HISTORY_FILE, LOSS_PLOT, METRICS_FILE, SIAMESE_FILE, TEST_LIST,
+    TRAIN_LIST,
+)
+from train.run_folder import RunFolderError, open_run
 
 TINY = TINY_TRAIN_ARGS
 
-RUN_FILES = ["config.json", "encoder.keras", "siamese.keras", "metrics.json", "history.json",
-             "classes.json", "loss.png", "retrieval_grid.png", "split/train.txt", "split/test.txt"]
+RUN_FILES = [CONFIG_FILE, ENCODER_FILE, SIAMESE_FILE, METRICS_FILE, HISTORY_FILE, CLASSES_FILE, LOSS_PLOT, GRID_PLOT,
+             TRAIN_LIST, TEST_LIST]
 
 
 def test_run_folder_is_complete(tiny_run):
     for name in RUN_FILES:
         assert (tiny_run / name).is_file(), name
-    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    metrics = json.loads((tiny_run / METRICS_FILE).read_text())
     assert set(metrics) >= {"trained", "baseline_frozen_imagenet", "pair_head", "timing", "data"}
     for key in ("trained", "baseline_frozen_imagenet"):
         retrieval = metrics[key]["retrieval"]
         assert 0.0 <= retrieval["precision@5"] <= 1.0 and retrieval["num_queries"] == 6
         assert 0.0 <= metrics[key]["verification"]["roc_auc"] <= 1.0
     assert metrics["encoder_check"]["max_abs_diff"] < 1e-3
-    history = json.loads((tiny_run / "history.json").read_text())
+    history = json.loads((tiny_run / HISTORY_FILE).read_text())
     assert len(history["stage 1"]) == 1 and len(history["stage 2"]) == 1
     assert all(np.isfinite(history["stage 2"]))
-    assert len((tiny_run / "split" / "test.txt").read_text().splitlines()) == 6
+    assert len((tiny_run / TEST_LIST).read_text().splitlines()) == 6
 
 
 def test_embeddings_have_not_collapsed(tiny_run):
@@ -51,13 +56,13 @@ def test_embeddings_have_not_collapsed(tiny_run):
 
 
 def test_saved_encoder_reproduces_metrics(tiny_run):
-    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    metrics = json.loads((tiny_run / METRICS_FILE).read_text())
     report = evaluate_saved_run(tiny_run, None)
     assert report["retrieval"]["precision@5"] == pytest.approx(metrics["trained"]["retrieval"]["precision@5"], abs=0.04)
 
 
 def test_incomplete_run_is_refused(tmp_path):
-    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / CONFIG_FILE).write_text("{}")
     with pytest.raises(RunFolderError, match="incomplete"):
         open_run(tmp_path)
 
@@ -67,7 +72,7 @@ def test_holdout_classes_are_reported_as_unseen(tmp_path):
     run = tmp_path / "run"
     argv = ["--data-dir", str(data), "--run-dir", str(run), "--holdout-classes", "stripes", *TINY]
     assert train_main(argv) == 0
-    metrics = json.loads((run / "metrics.json").read_text())
+    metrics = json.loads((run / METRICS_FILE).read_text())
     assert metrics["trained"]["unseen_classes"]["classes"] == ["stripes"]
     assert metrics["trained"]["unseen_classes"]["num_queries"] == 2
     assert metrics["data"]["num_trained_on"] == 16
@@ -98,20 +103,20 @@ def test_every_loss_trains_end_to_end(tmp_path, tiny_data, loss):
     extra = EXTRA_ARGS.get(loss, ["--loss", loss])
     argv = ["--data-dir", str(tiny_data), "--run-dir", str(run), *extra, "--pairs-per-epoch", "48", *TINY]
     assert train_main(argv) == 0
-    history = json.loads((run / "history.json").read_text())
+    history = json.loads((run / HISTORY_FILE).read_text())
     assert all(np.isfinite(history["stage 1"] + history["stage 2"]))
-    metrics = json.loads((run / "metrics.json").read_text())
+    metrics = json.loads((run / METRICS_FILE).read_text())
     assert 0.0 <= metrics["pair_head"]["roc_auc"] <= 1.0
 
 
 def test_generic_branch_is_reported_and_can_be_turned_off(tiny_run, tiny_data, tmp_path):
-    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    metrics = json.loads((tiny_run / METRICS_FILE).read_text())
     segments = metrics["embedding_segments"]
     assert [s["name"] for s in segments] == ["head", "generic"] and segments[0]["size"] == 16
     assert "trained_head_only" in metrics  # the head alone, beside the fused embedding
 
     run = tmp_path / "head-only"
     assert train_main(["--data-dir", str(tiny_data), "--run-dir", str(run), *TINY, "--generic-share", "0"]) == 0
-    metrics = json.loads((run / "metrics.json").read_text())
+    metrics = json.loads((run / METRICS_FILE).read_text())
     assert metrics["embedding_segments"] == [] and "trained_head_only" not in metrics
     assert metrics["encoder_check"]["max_abs_diff"] < 1e-3

@@ -18,6 +18,7 @@ import os
 import sys
 from typing import Sequence
 
+from edge.cli import make_parser, run_main
 from train.config import LOSSES, STRATEGIES, TrainConfig
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -25,9 +26,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 def build_parser() -> argparse.ArgumentParser:
     defaults = TrainConfig()
-    parser = argparse.ArgumentParser(
-        prog="python -m train", description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
+    parser = make_parser("python -m train", __doc__, defaults=True)
     add = parser.add_argument
     add("--data-dir", default=defaults.data_dir, help="folder of <class>/<image>; default: download tf_flowers")
     add("--dataset-cache", default=defaults.dataset_cache, help="where a downloaded data set is unpacked")
@@ -74,25 +73,21 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = config_from_args(args)
+    except ValueError as error:  # TrainConfig checks its values: a bad argument, exit 2
+        parser.error(str(error))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from train.data import DatasetError
+    return run_main(lambda: _train(config))
+
+
+def _train(config: TrainConfig) -> int:
     from train.evaluate import summary_line
     from train.run import BASELINE_KEY, train
 
-    parser_error = None
-    try:
-        config = config_from_args(args)
-    except ValueError as error:
-        parser_error = str(error)
-    if parser_error:
-        print(f"error: {parser_error}", file=sys.stderr)
-        return 2
-    try:
-        metrics = train(config)
-    except (DatasetError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    metrics = train(config)
     print(summary_line("baseline", metrics[BASELINE_KEY]))
     print(summary_line("trained", metrics["trained"]))
     if "unseen_classes" in metrics["trained"]:

@@ -18,6 +18,7 @@ import numpy as np
 
 from edge.images import ImageError, is_image_file, read_image
 from edge.preprocess import resize_image, shrink_to_short_side
+from train.layout import SPLIT_DIR, TEST_LIST, TRAIN_LIST
 
 log = logging.getLogger(__name__)
 
@@ -153,11 +154,10 @@ def load_images(
 
 def write_split_lists(run_dir: Path, train: Sequence[ImageRecord], test: Sequence[ImageRecord]) -> None:
     """Writes ``split/train.txt`` and ``split/test.txt``: ``<relative path>\\t<class>`` per line."""
-    split_dir = Path(run_dir) / "split"
-    split_dir.mkdir(parents=True, exist_ok=True)
-    for name, records in (("train", train), ("test", test)):
+    (Path(run_dir) / SPLIT_DIR).mkdir(parents=True, exist_ok=True)
+    for name, records in ((TRAIN_LIST, train), (TEST_LIST, test)):
         lines = "".join(f"{r.path}\t{r.class_name}\n" for r in records)
-        (split_dir / f"{name}.txt").write_text(lines, encoding="utf-8")
+        (Path(run_dir) / name).write_text(lines, encoding="utf-8")
 
 
 def read_split_list(path: Path) -> list[ImageRecord]:

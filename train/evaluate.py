@@ -21,6 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from edge.metrics import cosine_similarity_matrix, ranked_gallery_labels, retrieval_report, verification_report
+from train.run_folder import RunFolderError, data_dir_of, open_run
 from train.sampling import balanced_pairs
 
 log = logging.getLogger(__name__)
@@ -127,6 +128,27 @@ def summary_line(name: str, report: dict) -> str:
     )
 
 
+def evaluate_saved_run(path: Path, data_dir: Path | None, batch_size: int = 32) -> dict:
+    """Embeds the run's split with its saved Keras encoder and recomputes the metrics."""
+    import keras
+
+    from train.data import load_images
+    from train.features import run_in_batches
+
+    run = open_run(path)
+    root = data_dir_of(run, data_dir)
+    size = run.config.input_size
+    train_set, _ = load_images(root, run.train_records, run.class_names, size)
+    test_set, _ = load_images(root, run.test_records, run.class_names, size)
+    encoder = keras.models.load_model(run.encoder_path)
+    gallery = run_in_batches(encoder, train_set.clean, batch_size, np.float32)
+    queries = run_in_batches(encoder, test_set.clean, batch_size, np.float32)
+    return evaluate_embeddings(
+        gallery, train_set.labels, queries, test_set.labels, run.class_names,
+        run.config.holdout_classes, run.config.eval_pairs, run.config.seed,
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Re-evaluates a run's saved encoder on its own split lists."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -135,8 +157,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from train.run_folder import RunFolderError, evaluate_saved_run
-
     try:
         report = evaluate_saved_run(args.run, args.data_dir, args.batch_size)
     except (RunFolderError, FileNotFoundError) as error:

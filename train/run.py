@@ -27,6 +27,9 @@ from train.evaluate import (
     unseen_against_baseline,
 )
 from train.features import augmented_view_features, pick_views, run_in_batches
+from train.layout import (
+    CLASSES_FILE, CONFIG_FILE, ENCODER_FILE, GRID_PLOT, HISTORY_FILE, LOSS_PLOT, METRICS_FILE, SIAMESE_FILE,
+)
 from train.model import (
     GENERIC_PROJECTION_LAYER,
     GENERIC_SOURCE_LAYER,
@@ -75,7 +78,7 @@ def train(config: TrainConfig) -> dict:
     started = time.time()
     run_dir = Path(config.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(config.to_json(), encoding="utf-8")
+    (run_dir / CONFIG_FILE).write_text(config.to_json(), encoding="utf-8")
     keras.utils.set_random_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     timing: dict[str, float] = {}
@@ -187,8 +190,8 @@ def train(config: TrainConfig) -> dict:
         pair_head, not pair_head_trained, config, trained_train, trained_test, train_set.labels, test_set.labels, rng
     )
     encoder_check = _check_encoder(encoder, test_set.clean[:16], trained_test[:16])
-    encoder.save(run_dir / "encoder.keras")
-    build_pair_model(encoder, pair_head).save(run_dir / "siamese.keras")
+    encoder.save(run_dir / ENCODER_FILE)
+    build_pair_model(encoder, pair_head).save(run_dir / SIAMESE_FILE)
     timing["total_seconds"] = time.time() - started
 
     unseen_comparison = unseen_against_baseline(
@@ -214,11 +217,11 @@ def train(config: TrainConfig) -> dict:
         },
         "timing": {k: round(v, 1) for k, v in timing.items()},
     }
-    _write_json(run_dir / "metrics.json", metrics)
-    _write_json(run_dir / "history.json", history)
-    _write_json(run_dir / "classes.json", {"classes": class_names})
-    plot_history(history, run_dir / "loss.png")
-    _save_grid(run_dir / "retrieval_grid.png", config, train_set, test_set, class_names, trained_train, trained_test)
+    _write_json(run_dir / METRICS_FILE, metrics)
+    _write_json(run_dir / HISTORY_FILE, history)
+    _write_json(run_dir / CLASSES_FILE, {"classes": class_names})
+    plot_history(history, run_dir / LOSS_PLOT)
+    _save_grid(run_dir / GRID_PLOT, config, train_set, test_set, class_names, trained_train, trained_test)
     return metrics
 
 

@@ -1,4 +1,5 @@
-"""Reading a finished training run folder (used by re-evaluation and by export)."""
+"""Reading a finished training run folder (used by re-evaluation and by export); its file names are
+in train.layout."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import numpy as np
 
 from train.config import TrainConfig
 from train.data import ImageRecord, read_split_list
+from train.layout import CLASSES_FILE, CONFIG_FILE, ENCODER_FILE, METRICS_FILE, REQUIRED_FILES, TEST_LIST, TRAIN_LIST
 
-REQUIRED_FILES = ("config.json", "encoder.keras", "classes.json", "metrics.json", "split/train.txt", "split/test.txt")
+__all__ = ["REQUIRED_FILES", "RunFolder", "RunFolderError", "data_dir_of", "open_run"]
 
 
 class RunFolderError(ValueError):
@@ -31,7 +33,7 @@ class RunFolder:
 
     @property
     def encoder_path(self) -> Path:
-        return self.path / "encoder.keras"
+        return self.path / ENCODER_FILE
 
     def labels_of(self, records: list[ImageRecord]) -> np.ndarray:
         index = {name: i for i, name in enumerate(self.class_names)}
@@ -54,11 +56,11 @@ def open_run(path: Path) -> RunFolder:
             f"finish. Train again: make train RUN={path}"
         )
     try:
-        config = TrainConfig.from_json((path / "config.json").read_text(encoding="utf-8"))
-        class_names = json.loads((path / "classes.json").read_text(encoding="utf-8"))["classes"]
-        metrics = json.loads((path / "metrics.json").read_text(encoding="utf-8"))
-        train_records = read_split_list(path / "split" / "train.txt")
-        test_records = read_split_list(path / "split" / "test.txt")
+        config = TrainConfig.from_json((path / CONFIG_FILE).read_text(encoding="utf-8"))
+        class_names = json.loads((path / CLASSES_FILE).read_text(encoding="utf-8"))["classes"]
+        metrics = json.loads((path / METRICS_FILE).read_text(encoding="utf-8"))
+        train_records = read_split_list(path / TRAIN_LIST)
+        test_records = read_split_list(path / TEST_LIST)
     except (ValueError, KeyError, TypeError) as error:
         raise RunFolderError(f"run folder {path} has a broken file: {error}") from error
     unknown = {r.class_name for r in train_records + test_records} - set(class_names)
@@ -73,25 +75,3 @@ def data_dir_of(run: RunFolder, override: Path | None) -> Path:
     if not data_dir.is_dir():
         raise RunFolderError(f"data folder {data_dir} of run {run.path} is not there; pass --data-dir")
     return data_dir
-
-
-def evaluate_saved_run(path: Path, data_dir: Path | None, batch_size: int = 32) -> dict:
-    """Embeds the run's split with its saved Keras encoder and recomputes the metrics."""
-    import keras
-
-    from train.data import load_images
-    from train.evaluate import evaluate_embeddings
-    from train.features import run_in_batches
-
-    run = open_run(path)
-    root = data_dir_of(run, data_dir)
-    size = run.config.input_size
-    train_set, _ = load_images(root, run.train_records, run.class_names, size)
-    test_set, _ = load_images(root, run.test_records, run.class_names, size)
-    encoder = keras.models.load_model(run.encoder_path)
-    gallery = run_in_batches(encoder, train_set.clean, batch_size, np.float32)
-    queries = run_in_batches(encoder, test_set.clean, batch_size, np.float32)
-    return evaluate_embeddings(
-        gallery, train_set.labels, queries, test_set.labels, run.class_names,
-        run.config.holdout_classes, run.config.eval_pairs, run.config.seed,
-    )
