@@ -144,3 +144,43 @@ def test_nan_embeddings_are_refused_with_the_file_named(bundle_copy):
     info_path.write_text(json.dumps(info))
     with pytest.raises(GalleryError, match="embeddings.npy holds NaN"):
         load_gallery(root)
+
+
+def test_a_full_disk_during_add_leaves_the_gallery_and_disk_as_they_were(bundle_copy, tmp_path):
+    """RLIMIT_FSIZE makes every write past the limit fail (EFBIG), as a full disk fails them."""
+    import resource
+    import signal
+
+    from edge.gallery.store import GalleryItems, save_gallery
+    from edge.manifest import read_manifest
+
+    manifest = read_manifest(bundle_copy)
+    root = bundle_copy / "gallery"
+    count, dim = 6000, manifest.output.embedding_size
+    vectors = np.random.default_rng(0).normal(size=(count, dim)).astype(np.float32)
+    save_gallery(root, GalleryItems(vectors, ["bulk"] * count, [f"b/{i}" for i in range(count)], [None] * count),
+                 manifest.model_sha256, trees=4)
+    before = current_version(root)
+    from edge.gallery.store import prune_thumbnails
+
+    prune_thumbnails(root, [])  # the bulk items have none: start from no thumbnails at all
+    thumbs_before = sorted(p.name for p in (root / "thumbs").iterdir())
+    new = make_class_folder(tmp_path / "new", per_class=3, size=40, classes=["circles"])
+    limit = (before / "embeddings.npy").stat().st_size // 2  # thumbnails fit, the new embeddings do not
+
+    def small_disk():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    failed = subprocess.run([sys.executable, "-m", "edge.gallery", "add", "--bundle", str(bundle_copy), str(new),
+                             "--quiet"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+                            preexec_fn=small_disk)
+    assert failed.returncode == 2 and failed.stderr.count("error:") == 1, failed.stderr
+    assert "Traceback" not in failed.stderr
+    assert current_version(root) == before and len(load_gallery(root)) == count
+    assert [p.name for p in root.glob("v-*")] == [before.name]  # no half-written version kept
+    assert sorted(p.name for p in (root / "thumbs").iterdir()) == thumbs_before  # no orphan thumbnails
+    done = subprocess.run([sys.executable, "-m", "edge.gallery", "add", "--bundle", str(bundle_copy), str(new),
+                           "--quiet"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert len(load_gallery(root)) == count + 3
