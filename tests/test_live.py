@@ -174,7 +174,8 @@ def test_search_camera_picam_through_the_cli(tiny_bundle, tmp_path, capsys, monk
     assert search_main(argv) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert len(lines) == 3 and all(line["matches"] for line in lines)
-    assert all(line["label"] == line["matches"][0]["label"] and line["latency_ms"] >= 0 for line in lines)
+    # The open-set decision is the top-1 label or None (unknown); never another label.
+    assert all(line["label"] in (None, line["matches"][0]["label"]) and line["latency_ms"] >= 0 for line in lines)
     # the stand-in delivers frames faster than a camera: it may run dry and be reopened (a live
     # camera's retry); every camera opened is stopped and closed
     assert log["opened"] == log["started"] == log["stopped"] == log["closed"] >= 1

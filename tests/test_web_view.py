@@ -93,7 +93,7 @@ def test_page_stream_and_json_from_a_running_search(tiny_bundle, tmp_path):
     latest = json.loads(body)
     assert status == 200 and kind == "application/json"
     assert {"query", "label", "captured", "latency_ms", "matches", "fps", "gallery_items"} <= set(latest)
-    assert len(latest["matches"]) == 3 and latest["label"] == latest["matches"][0]["label"]
+    assert len(latest["matches"]) == 3 and latest["label"] in (None, latest["matches"][0]["label"])
     assert 0 <= latest["latency_ms"] < 10_000 and abs(time.time() - latest["captured"]) < 60
 
     thumb = latest["matches"][0]["thumbnail"]

@@ -7,7 +7,6 @@ new, refits how the gallery compares (edge.gallery.comparison) and when it answe
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from edge.gallery.store import (
     store_thumbnail,
 )
 from edge.images import ImageError, is_image_file, read_image
+from edge.manifest import file_sha256
 from edge.preprocess import shrink_to_short_side
 
 log = logging.getLogger(__name__)
@@ -268,11 +268,7 @@ def _file_sha256(path: Path) -> str | None:
             return None
     except OSError:
         return None  # the decoder reports the problem with the path
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return file_sha256(path)
 
 
 def _display_path(path: Path, relative_to: Path | None) -> str:

@@ -45,6 +45,7 @@ from edge.gallery.index import (  # noqa: F401 - re-exported: the gallery's publ
     Match,
 )
 from edge.gallery.openset import Calibration
+from edge.manifest import file_sha256 as _sha256
 from edge.layout import (
     CURRENT,
     GALLERY_EMBEDDINGS,
@@ -380,14 +381,6 @@ def _npy_bytes(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     np.save(buffer, array, allow_pickle=False)
     return buffer.getvalue()
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _read_json(path: Path) -> dict:
