@@ -16,7 +16,7 @@ EDGE_VENV     ?= .venv-edge
 EDGE_STAMP    := $(EDGE_VENV)/.installed
 BENCH_JSON    ?= artifacts/bench/results.json
 
-.PHONY: help setup edge-venv test train export evaluate bench demo clean
+.PHONY: help setup edge-venv test train export evaluate unseen bench demo clean
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -48,6 +48,11 @@ evaluate: $(STAMP) ## Re-evaluate a finished run's saved encoder: make evaluate 
 
 export: $(STAMP) ## Export a run to a device bundle: make export RUN=... BUNDLE=...
 	$(PY) -m export --run $(RUN) --bundle $(BUNDLE) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(EXPORT_ARGS)
+
+unseen: $(STAMP) ## Unseen-class + open-set report, int8 device path: make unseen BUNDLE=... DATA_DIR=... WEIGHTS=...
+	@test -n "$(DATA_DIR)" || { echo "make unseen needs DATA_DIR=<the data folder>"; exit 2; }
+	$(PY) -m export.unseen --bundle $(BUNDLE) --data-dir $(DATA_DIR) $(if $(WEIGHTS),--weights $(WEIGHTS)) \
+		--far 0.01 0.05 0.1 --out $(BUNDLE)-unseen.json
 
 bench: $(STAMP) $(EDGE_STAMP) ## Benchmarks -> benchmarks/RESULTS.md (needs make train export; not in make test)
 	@mkdir -p $(dir $(BENCH_JSON))

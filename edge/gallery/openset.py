@@ -21,7 +21,11 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-DEFAULT_FAR = 0.01
+# Chosen on the roses+tulips and dandelion+sunflowers held-out splits (README, "Unknown"): at 0.01
+# only 18-46 % of enrolled-class queries were accepted; at 0.1, 53-82 % with 92-98 % of queries of
+# classes not enrolled rejected. Leave-one-out impostors are the other *enrolled* labels, harder
+# than most things a camera sees, so the real false-accept rate was far below the target.
+DEFAULT_FAR = 0.1
 BACKGROUND_SIZE = 160
 MIN_IMPOSTORS = 20
 PAIR_SAMPLES_PER_CHUNK = 20_000
