@@ -235,3 +235,41 @@ def test_image_bomb_is_reported_and_skipped(tiny_bundle, tmp_path):
     result = run("edge.search", "--bundle", tiny_bundle, "--image", bomb, good)
     assert_one_error_line(result, "10000x10000")
     assert result.stdout.strip().startswith(f"{good}:")
+
+
+def test_display_check_connects_to_the_server(tmp_path):
+    """The positive side of the DISPLAY check: a listening X socket (unix or TCP) counts, a stale
+    socket file or a closed port does not."""
+    import socket
+
+    from edge.display import x_server_answers
+
+    folder = Path("/tmp/.X11-unix")
+    created = not folder.exists()
+    folder.mkdir(mode=0o1777, exist_ok=True)
+    number = next(n for n in range(150, 400) if not (folder / f"X{n}").exists())
+    path = folder / f"X{number}"
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+            server.bind(str(path))
+            server.listen(1)
+            assert x_server_answers(f":{number}") and x_server_answers(f"unix:{number}.0")
+        assert not x_server_answers(f":{number}")  # the file is still there, nobody listens
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as server:
+            server.bind(("127.0.0.1", 0))
+            server.listen(1)
+            port = server.getsockname()[1]
+            if port > 6000:
+                assert x_server_answers(f"127.0.0.1:{port - 6000}")
+        assert not x_server_answers("") and not x_server_answers("nonsense")
+    finally:
+        path.unlink(missing_ok=True)
+        if created:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_cli_skeleton_imports_nothing_heavy():
+    """train/ and export/ import edge.cli: it must not pull in OpenCV, numpy or the interpreter."""
+    code = "import sys, edge.cli; print(sorted(m for m in ('cv2', 'numpy', 'ai_edge_litert') if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert result.stdout.strip() == "[]", result.stderr
