@@ -226,10 +226,7 @@ def recalibrate(gallery_root: Path, settings: GallerySettings, wait: bool = True
 
 def _background_of(gallery) -> np.ndarray | None:
     """The stored (un-compared) background embeddings of a loaded version, if it has them."""
-    from edge.gallery.store import BACKGROUND_FILE
-
-    path = gallery.root / gallery.version / BACKGROUND_FILE
-    return np.load(path, allow_pickle=False).astype(np.float32) if path.is_file() else None
+    return gallery.stored_background
 
 
 class _cleanup_on_failure:

@@ -119,6 +119,7 @@ class Gallery:
         self.calibration = calibration
         self.version = version
         self.vectors = comparison.apply(items.embeddings) if len(items) else items.embeddings
+        self.stored_background = background  # as the encoder made them: what the next version keeps
         self.background = comparison.apply(background) if background is not None and len(background) else None
 
     def __len__(self) -> int:

@@ -76,10 +76,6 @@ THUMBNAIL_NAME = re.compile(r"^[0-9a-f]{40}\.jpg$")
 _warned_no_annoy = False
 
 
-def annoy_available() -> bool:
-    return AnnoyIndex is not None
-
-
 def load_gallery(root: Path, embedding_size: int | None = None, model_sha256: str | None = None,
                  fallback_calibration: Calibration | None = None) -> Gallery:
     """Loads the live version; checks it against the model when size/hash are given.
@@ -396,5 +392,5 @@ def _read_json(path: Path) -> dict:
 
 
 __all__ = ["CURRENT", "THUMBS", "DEFAULT_SEARCH_K", "DEFAULT_TREES", "EXACT_SEARCH_MAX_ITEMS", "Gallery", "GalleryError",
-           "GalleryItems", "Identification", "Match", "UnsafePathError", "annoy_available", "current_version",
+           "GalleryItems", "Identification", "Match", "UnsafePathError", "current_version",
            "load_gallery", "prune_thumbnails", "save_gallery", "store_thumbnail"]
