@@ -35,10 +35,13 @@ class Counting:
 
     def __init__(self, capture):
         self.capture, self.grabs, self.retrieves = capture, 0, 0
+        self.grabbed_at: list[float] = []  # when each grab returned
 
     def grab(self):
         self.grabs += 1
-        return self.capture.grab()
+        ok = self.capture.grab()
+        self.grabbed_at.append(time.time())
+        return ok
 
     def retrieve(self):
         self.retrieves += 1
@@ -73,18 +76,23 @@ def test_busy_consumer_gets_the_newest_frame_and_skipped_frames_are_not_decoded(
             counters.append(Counting(paced))
             yield counters[-1]
 
-    numbers, behind = [], []
+    got = []
     with LatestFrames(Source(str(video), opener, live=False, drop=True)) as frames:
         for frame in frames:
-            behind.append(counters[0].grabs - 1 - frame.number)  # frames grabbed after this one
-            numbers.append(frame.number)
+            got.append(frame)
             time.sleep(0.12)
-    counter = counters[0]
+    counter, numbers = counters[0], [frame.number for frame in got]
     assert counter.grabs == 41  # 40 frames and the grab that found the end
     assert counter.retrieves == len(numbers) < 20  # only frames handed over were decoded
-    assert numbers == sorted(numbers) and numbers[0] == 0
+    # Which frame comes first depends on when the consumer first asks (a loaded machine starts it
+    # late); the order and the skipping do not.
+    assert numbers == sorted(set(numbers)) and numbers[0] <= 5
     assert max(np.diff(numbers)) >= 2  # frames were skipped while the consumer was busy
-    assert max(behind) <= 1  # never an older frame while a newer one was waiting
+    # Handed over as the newest frame: no frame was grabbed after it before it was ready (an
+    # older frame never waits in the slot while a newer one exists). Measured at the handover,
+    # not when the consumer thread happens to be scheduled.
+    behind = [sum(t <= frame.ready for t in counter.grabbed_at) - 1 - frame.number for frame in got]
+    assert behind == [0] * len(got)
 
 
 def test_live_camera_that_dies_mid_stream_is_reported_after_bounded_reopens(tmp_path):
@@ -101,8 +109,9 @@ def test_live_camera_that_dies_mid_stream_is_reported_after_bounded_reopens(tmp_
     assert seen == [0, 1, 2, 3, 4]
 
 
-def _fake_picamera2(video, log):
-    """A stand-in for the picamera2 module: the real API's shape, real decoded video frames."""
+def _fake_picamera2(video, log, interval=0.0):
+    """A stand-in for the picamera2 module: the real API's shape, real decoded video frames
+    (``interval`` seconds per capture_request, like a camera's frame interval)."""
 
     class Request:
         def __init__(self, frame):
@@ -131,6 +140,7 @@ def _fake_picamera2(video, log):
             log["started"] += 1
 
         def capture_request(self):
+            time.sleep(interval)
             ok, frame = self.capture.read()
             if not ok:
                 raise RuntimeError("Camera frontend has timed out!")
@@ -152,17 +162,22 @@ def _picam_log():
 
 
 def test_picamera2_source_delivers_the_cameras_frames_and_releases_every_request(tmp_path):
-    video = _video(tmp_path / "v.avi", count=6)
+    """A camera source drops frames while the consumer is busy, so which due frames arrive depends
+    on timing (a loaded CI machine skips some): the stand-in is paced like a 100 fps camera and has
+    frames to spare, and the test checks what holds whatever the timing."""
+    video = _video(tmp_path / "v.avi", count=40)
     log = _picam_log()
-    source = open_source(PICAM, size=(64, 48), picam_module=_fake_picamera2(video, log))
+    source = open_source(PICAM, size=(64, 48), picam_module=_fake_picamera2(video, log, interval=0.01))
     assert source.live and source.drop
     with LatestFrames(source, every=2, max_frames=3) as frames:
         got = [(f.number, f.image) for f in frames]
     expected = dict(read_frames(str(video)))
-    assert [n for n, _ in got] == [0, 2, 4]
-    assert all(np.array_equal(image, expected[n]) for n, image in got)
+    numbers = [n for n, _ in got]
+    assert len(numbers) == 3 and numbers == sorted(set(numbers)) and all(n % 2 == 0 for n in numbers)
+    assert all(np.array_equal(image, expected[n]) for n, image in got)  # the camera's own frames
     assert log["config"]["main"] == {"size": (64, 48), "format": "RGB888"}
-    assert log["requests"] == log["released"] >= 5 and log["arrays"] == 3
+    # every request is released; only the frames handed over are copied out of the camera's buffers
+    assert log["requests"] == log["released"] >= numbers[-1] + 1 and log["arrays"] == 3
     assert log["started"] == log["stopped"] == log["closed"] == log["opened"] == 1
 
 
