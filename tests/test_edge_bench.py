@@ -179,7 +179,8 @@ def test_cpu_model_names_a_raspberry_pi_and_its_core():
     assert cpu_model(PI4_CPUINFO) == "Raspberry Pi 4 Model B Rev 1.4 (Cortex-A72)"
     pi5 = PI4_CPUINFO.replace("0xd08", "0xd0b").replace("Model\t\t: Raspberry Pi 4 Model B Rev 1.4\n", "")
     assert cpu_model(pi5, "Raspberry Pi 5 Model B Rev 1.0") == "Raspberry Pi 5 Model B Rev 1.0 (Cortex-A76)"
-    assert cpu_model("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 7R13\n") == "AMD EPYC 7R13"
+    x86 = "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 17\nmodel name\t: AMD EPYC\n"
+    assert cpu_model(x86) == "AMD EPYC (AuthenticAMD family 25 model 17)"
 
 
 def test_default_threads_count_up_to_the_cores():

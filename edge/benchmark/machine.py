@@ -38,6 +38,8 @@ def cpu_model(cpuinfo: str, device_tree_model: str | None = None) -> str:
     name = fields.get("model name") or fields.get("Processor") or core or platform.processor() or platform.machine()
     if board:
         return f"{board} ({core or name})"
+    if fields.get("vendor_id"):  # x86: the family and model tell CPU generations apart (Zen 3 / Zen 4)
+        return f"{name} ({fields['vendor_id']} family {fields.get('cpu family', '?')} model {fields.get('model', '?')})"
     return name
 
 
