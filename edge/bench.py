@@ -8,7 +8,7 @@ Measures, with only the device package (no TensorFlow, no pytest): encoder laten
 only, XNNPACK on) for each --threads count; a 640x480 BGR frame -> prepare -> encoder -> gallery
 top-K as edge.search does, against the encoder alone; the bundle gallery's search latency (exact,
 and Annoy when installed and the gallery has an index); cold start and peak RSS of
-``python -m edge.search --image`` in a fresh process. Inputs are seeded synthetic frames unless
+``python -m edge.search --image`` and of open_bundle + one embedding, each in fresh processes. Inputs are seeded synthetic frames unless
 --images gives a folder of photos. Each row: --warmup untimed runs, then --repeats timed ones
 (time.perf_counter), median. The defaults take about 10 s on a 2-core x86 and are meant to stay
 under a minute on a Raspberry Pi 4. Progress goes to stderr.
@@ -58,10 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--search-repeats", type=positive_int, default=100,
                         help="timed queries per search row (default 100)")
     parser.add_argument("--cold-starts", type=int_in_range(0, None), default=3,
-                        help="fresh edge.search processes timed after one warm-up start; 0 skips (default 3)")
+                        help="fresh processes timed per cold-start command, after one warm-up; 0 skips (default 3)")
     parser.add_argument("--k", type=positive_int, default=5, help="matches per frame end to end (default 5)")
     parser.add_argument("--xnnpack-off", action="store_true", help="also measure 1 thread without XNNPACK")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic inputs (default 0)")
+    parser.add_argument("--seed", type=int_in_range(0, None), default=0, help="seed of the synthetic inputs (default 0)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     add_version_argument(parser)
@@ -101,7 +101,7 @@ def run_benchmark(args: argparse.Namespace, command: str) -> dict:
     progress("gallery search")
     result["search"] = search_rows(gallery, 100, args.search_repeats, warmup, args.seed)
     if args.cold_starts:
-        progress(f"cold start, {args.cold_starts + 1} fresh processes")
+        progress(f"cold start, {2 * args.cold_starts + 1} fresh processes")
         with tempfile.TemporaryDirectory(prefix="edge-bench-") as folder:
             image = used[0] if used else write_query_image(frames[0], Path(folder))
             result["cold_start"] = cold_start(Path(path), image, args.cold_starts)

@@ -93,6 +93,8 @@ def test_markdown_report_on_the_tiny_bundle(tiny_bundle, capsys):
 
     cold = re.search(r"median \*\*([\d.]+) s\*\* from process start to result, peak RSS \*\*(\d+) MiB\*\*", text)
     assert cold and _positive(float(cold[1])) and int(cold[2]) > 10  # Python + numpy + OpenCV: tens of MiB
+    embed = re.search(r"first embedding alone \(no gallery\) in a fresh process: median ([\d.]+) s, peak RSS (\d+) MiB", text)
+    assert embed and _positive(float(embed[1])) and int(embed[2]) > 10
 
 
 def test_json_report_parses_and_every_number_is_positive(tiny_bundle, capsys):
@@ -115,6 +117,7 @@ def test_json_report_parses_and_every_number_is_positive(tiny_bundle, capsys):
     assert rows[0]["items"] == result["bundle"]["gallery_items"] > 0
     cold = result["cold_start"]
     assert cold["starts"] == 1 and all(_positive(cold[n]) for n in ("median_s", "first_start_s", "peak_rss_mib"))
+    assert all(_positive(cold["open_and_embed"][n]) for n in ("median_s", "peak_rss_mib"))
 
 
 def test_runs_in_the_device_venv_without_tensorflow(tiny_bundle):
@@ -154,7 +157,8 @@ def test_an_images_folder_without_images_is_one_error_line(tiny_bundle, tmp_path
     assert errors == [f"error: no image files (.jpg, .png, ...) below {tmp_path}"]
 
 
-@pytest.mark.parametrize("flag, value", [("--threads", "0"), ("--repeats", "0"), ("--cold-starts", "-1")])
+@pytest.mark.parametrize("flag, value", [("--threads", "0"), ("--repeats", "0"), ("--cold-starts", "-1"),
+                                        ("--seed", "-1"), ("--threads", "65")])
 def test_bad_numbers_are_refused_by_the_parser(flag, value, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([flag, value])

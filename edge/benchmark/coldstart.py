@@ -1,9 +1,14 @@
-"""Cold start: ``python -m edge.search --image`` in a fresh process, timed and its peak RSS taken.
+"""Cold start: fresh processes timed from start to result, and their peak RSS.
 
-The same definition as benchmarks/test_bench_pipeline.py's cold start (benchmarks/RESULTS.md,
-"Cold start and memory"): process start to the first result printed, which covers the imports,
-``open_bundle`` (manifest, model hash, interpreter), the gallery load, the first embedding and a
-search. The first start warms the page cache and is reported apart, not in the median.
+Two commands, each in a new process so that the imports count:
+
+- ``python -m edge.search --bundle B --image X --json``: the definition of benchmarks/RESULTS.md
+  ("Cold start and memory", benchmarks/test_bench_pipeline.py): imports, ``open_bundle``
+  (manifest, model hash, interpreter), the gallery load, the first embedding and a search;
+- ``open_bundle(B).encoder.embed(X)`` alone: what a program embedding images pays before its first
+  vector, without the gallery.
+
+One warm-up start (edge.search) fills the page cache first; it is reported apart, not in a median.
 """
 
 from __future__ import annotations
@@ -17,21 +22,28 @@ from pathlib import Path
 
 import edge
 
+EMBED_CODE = ("import json, sys; from edge.bundle import open_bundle; "
+              "v = open_bundle(sys.argv[1]).encoder.embed(sys.argv[2]); print(json.dumps({'embedding_size': len(v)}))")
+
 
 class ColdStartError(RuntimeError):
-    """The fresh edge process did not print a result."""
+    """A fresh edge process did not print its result."""
 
 
 def edge_search_command(bundle: Path, image: Path, python: str = sys.executable) -> list[str]:
-    """The command whose start-up is measured (what a user runs, same interpreter as the benchmark)."""
+    """What a user runs, with the benchmark's own interpreter."""
     return [python, "-m", "edge.search", "--bundle", str(bundle), "--image", str(image), "--json"]
 
 
-def launch_once(command: list[str], python: str = sys.executable) -> dict:
+def embed_command(bundle: Path, image: Path, python: str = sys.executable) -> list[str]:
+    return [python, "-c", EMBED_CODE, str(bundle), str(image)]
+
+
+def launch_once(command: list[str], expected: str, python: str = sys.executable) -> dict:
     """Runs ``command`` through edge.benchmark.launch; returns its exit, seconds and peak RSS (KiB).
 
     Raises:
-      ColdStartError: the command failed or printed no search result.
+      ColdStartError: the command failed or its output lacks ``expected``.
     """
     env = dict(os.environ)
     package_root = str(Path(edge.__file__).resolve().parent.parent)  # the child runs this same edge code
@@ -43,24 +55,30 @@ def launch_once(command: list[str], python: str = sys.executable) -> dict:
     except (IndexError, ValueError):
         raise ColdStartError(f"the cold-start launcher printed no result (exit {done.returncode}): "
                              f"{done.stderr.strip()[-300:]}") from None
-    if result["exit"] != 0 or '"matches"' not in result["stdout"]:
+    if result["exit"] != 0 or expected not in result["stdout"]:
         last = (result["stderr"].strip().splitlines() or ["no output"])[-1]
-        raise ColdStartError(f"cold start of `{' '.join(command[1:4])} ...` failed (exit {result['exit']}): {last}")
+        raise ColdStartError(f"cold start of `{' '.join(command[1:3])} ...` failed (exit {result['exit']}): {last}")
     return result
 
 
-def cold_start(bundle: Path, image: Path, starts: int, python: str = sys.executable) -> dict:
-    """One warm-up start, then ``starts`` timed ones: median seconds, first start, peak RSS (MiB)."""
-    command = edge_search_command(bundle, image, python)
-    first = launch_once(command, python)
-    runs = [launch_once(command, python) for _ in range(starts)]
+def _summary(runs: list[dict]) -> dict:
     seconds = [r["seconds"] for r in runs]
-    return {
-        "command": "python -m edge.search --bundle B --image <one image> --json",
-        "starts": starts,
-        "median_s": statistics.median(seconds),
-        "min_s": min(seconds),
-        "first_start_s": first["seconds"],
-        "peak_rss_mib": max(r["peak_rss_kib"] for r in [first, *runs]) / 1024.0,
-        "python": python,
-    }
+    return {"median_s": statistics.median(seconds), "min_s": min(seconds),
+            "peak_rss_mib": max(r["peak_rss_kib"] for r in runs) / 1024.0}
+
+
+def cold_start(bundle: Path, image: Path, starts: int, python: str = sys.executable) -> dict:
+    """One warm-up start, then ``starts`` timed ones of each command.
+
+    Returns edge.search's median and min seconds and peak RSS (MiB, warm-up included, as
+    RESULTS.md counts it) at the top level, the warm-up's seconds, and ``open_and_embed``.
+    """
+    search = edge_search_command(bundle, image, python)
+    first = launch_once(search, '"matches"', python)
+    searches = [launch_once(search, '"matches"', python) for _ in range(starts)]
+    embeds = [launch_once(embed_command(bundle, image, python), "embedding_size", python) for _ in range(starts)]
+    return {"command": "python -m edge.search --bundle B --image <one image> --json", "starts": starts,
+            **_summary([first, *searches]), "median_s": _summary(searches)["median_s"],
+            "min_s": _summary(searches)["min_s"], "first_start_s": first["seconds"],
+            "open_and_embed": {"command": "open_bundle(B).encoder.embed(<one image>)", **_summary(embeds)},
+            "python": python}

@@ -75,10 +75,13 @@ def search_lines(search: dict) -> list[str]:
 
 
 def cold_start_lines(cold: dict) -> list[str]:
+    embed = cold["open_and_embed"]
     return ["## Cold start and memory", "",
             f"`python -m edge.search --image` in a fresh process ({cold['python']}): median **{cold['median_s']:.2f} s** "
             f"from process start to result, peak RSS **{cold['peak_rss_mib']:.0f} MiB** ({cold['starts']} start(s) after "
-            f"one warm-up start, which took {cold['first_start_s']:.2f} s).", ""]
+            f"one warm-up start, which took {cold['first_start_s']:.2f} s).", "",
+            f"`open_bundle` + first embedding alone (no gallery) in a fresh process: median {embed['median_s']:.2f} s, "
+            f"peak RSS {embed['peak_rss_mib']:.0f} MiB.", ""]
 
 
 def markdown(result: dict) -> str:
