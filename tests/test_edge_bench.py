@@ -143,6 +143,23 @@ def test_without_annoy_only_exact_search_is_measured_and_it_says_so(tiny_bundle)
     assert "annoy is not installed" in search["annoy"]
 
 
+def test_photos_folder_feeds_real_frames_and_a_bad_file_is_reported_and_skipped(tiny_bundle, tmp_path, capsys):
+    """Real JPEG photos (the tiny data set's) as frames; a corrupt one is reported and skipped, and
+    the run still reports, then ends with exit 2 as every edge loop past a bad item does."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for path in sorted((tiny_bundle.parent / "data" / "circles").glob("*.jpg"))[:3]:
+        (photos / path.name).write_bytes(path.read_bytes())
+    (photos / "zz-corrupt.jpg").write_bytes((photos / path.name).read_bytes()[:20] + b"\x00" * 50)
+    argv = ["--bundle", str(tiny_bundle), "--images", str(photos), "--threads", "1", "--json", "--cold-starts", "1", *FAST]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    settings = json.loads(captured.out)["settings"]
+    assert settings["skipped_images"] == 1 and settings["inputs"].startswith("3 photos from ")
+    [error] = [line for line in captured.err.splitlines() if line.startswith("error:")]
+    assert "zz-corrupt.jpg" in error
+
+
 def test_missing_bundle_is_one_error_line_and_exit_2(tmp_path, capsys):
     assert main(["--bundle", str(tmp_path / "nothing-here"), "--quiet"]) == 2
     captured = capsys.readouterr()

@@ -41,9 +41,9 @@ def image_paths(folder: Path, limit: int = MAX_FOLDER_IMAGES) -> list[Path]:
     return paths
 
 
-def frames_from_folder(folder: Path, limit: int = MAX_FOLDER_IMAGES) -> tuple[list[np.ndarray], list[Path]]:
+def frames_from_folder(folder: Path, limit: int = MAX_FOLDER_IMAGES) -> tuple[list[np.ndarray], list[Path], int]:
     """Real photos below ``folder`` resized to 640x480 BGR frames; unreadable ones are reported
-    and skipped. Returns the frames and the paths they came from.
+    and skipped. Returns the frames, the paths they came from and how many were skipped.
 
     Raises:
       FileNotFoundError: no folder, or none of its images decodes.
@@ -60,7 +60,7 @@ def frames_from_folder(folder: Path, limit: int = MAX_FOLDER_IMAGES) -> tuple[li
         used.append(path)
     if not frames:
         raise FileNotFoundError(f"none of the images below {folder} could be decoded")
-    return frames, used
+    return frames, used, len(image_paths(folder, limit)) - len(used)
 
 
 def write_query_image(frame_bgr: np.ndarray, folder: Path) -> Path:
