@@ -10,7 +10,9 @@ stderr and exit 2: OSError (a missing file, a name over 255 bytes, a full disk),
 UnicodeError, and the project's own errors built on it), csv.Error, cv2.error, ImportError (no
 interpreter installed) and the project's RuntimeError families (camera, interpreter, export).
 Anything else is a bug and keeps its traceback. A closed output pipe (``| head -n 1``) ends quietly
-with 141 (as a program killed by SIGPIPE); Ctrl-C ends with 130.
+with 141 (as a program killed by SIGPIPE); Ctrl-C ends with 130; SIGTERM (``systemctl stop``) ends
+with 143 after the same clean-up as Ctrl-C (the camera stopped and closed, a half-done enrolment's
+files removed), where the default action would kill the process on the spot.
 
 Only the standard library is imported here: train/ and export/ use this module too.
 """
@@ -29,6 +31,7 @@ from typing import Callable
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141
+EXIT_TERMINATED = 143
 MAX_THREADS = 64
 """Interpreter threads accepted; far above any Pi's cores, far below what crashes LiteRT (100000)."""
 
@@ -72,8 +75,30 @@ def report(error: BaseException) -> None:
     print(error_line(error), file=sys.stderr, flush=True)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived: unwinds like Ctrl-C so every ``finally`` and context manager runs."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
+
+
+def _handle_sigterm() -> Callable[[], None]:
+    """Installs the SIGTERM handler when this is the main thread and nobody else set one;
+    returns what puts the previous handler back."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() \
+            or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return lambda: None
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    return lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def run_main(body: Callable[[], int], verbose: bool = False) -> int:
     """Runs a command body and maps how it ends to an exit code (see the module docstring)."""
+    restore = _handle_sigterm()
     try:
         code = body()
         sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
@@ -81,6 +106,9 @@ def run_main(body: Callable[[], int], verbose: bool = False) -> int:
     except BrokenPipeError:
         _silence_stdout()
         return EXIT_BROKEN_PIPE
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -89,6 +117,8 @@ def run_main(body: Callable[[], int], verbose: bool = False) -> int:
             log.debug("details", exc_info=True)
         print(error_line(error), file=sys.stderr)
         return EXIT_ERROR
+    finally:
+        restore()
 
 
 def _silence_stdout() -> None:

@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -197,6 +198,36 @@ def test_ctrl_c_in_the_camera_loop_exits_130(tiny_bundle, tmp_path):
         process.kill()
     assert process.returncode == 130, err
     assert "Traceback" not in err and "stopped by Ctrl-C" in err
+
+
+def test_sigterm_in_the_camera_loop_closes_everything_and_exits_143(tiny_bundle, tmp_path):
+    """systemctl stop sends SIGTERM: the loop unwinds like Ctrl-C (camera, web view and watcher
+    closed: the message is logged after they are) instead of dying where it stands."""
+    video = write_video(tmp_path / "long.avi", 20_000)
+    process = subprocess.Popen([sys.executable, "-m", "edge.search", "--bundle", str(tiny_bundle), "--camera",
+                                str(video), "--headless", "--json", "--serve", "127.0.0.1:0"], cwd=REPO_ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert json.loads(process.stdout.readline())["matches"]  # the loop is running
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 143, err
+    assert "Traceback" not in err and "stopped by SIGTERM" in err
+
+
+def test_sigterm_outside_the_camera_loop_is_reported_as_terminated():
+    """Every CLI goes through run_main: SIGTERM ends it with 143 and one line, the handler restored."""
+    from edge.cli import EXIT_TERMINATED, run_main
+
+    def body():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # interrupted by the handler long before this ends
+        return 0
+
+    assert run_main(body) == EXIT_TERMINATED
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
 
 @pytest.mark.parametrize("change, expected", [

@@ -11,7 +11,7 @@ from contextlib import ExitStack
 
 from edge.bundle import Bundle
 from edge.camera import CameraError
-from edge.cli import EXIT_ERROR
+from edge.cli import EXIT_ERROR, EXIT_TERMINATED, Terminated
 from edge.gallery.store import Gallery
 from edge.live.loop import LatestFrames, single_threaded_opencv
 from edge.live.reload import GalleryWatcher
@@ -23,7 +23,8 @@ log = logging.getLogger("edge.search")
 
 
 def run_camera(bundle: Bundle, gallery: Gallery, args: argparse.Namespace) -> int:
-    """Runs until the source ends, ``--max-frames``, q/Esc in the window, or Ctrl-C (exit 130)."""
+    """Runs until the source ends, ``--max-frames``, q/Esc in the window, Ctrl-C (exit 130) or
+    SIGTERM (exit 143), closing the camera, the web view and the gallery watcher either way."""
     from edge import display
 
     window = not args.headless and display.has_display()
@@ -64,6 +65,9 @@ def run_camera(bundle: Bundle, gallery: Gallery, args: argparse.Namespace) -> in
     except CameraError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR
+    except Terminated:  # systemctl stop: the camera, the web view and the watcher are closed by now
+        log.info("stopped by SIGTERM after %d frames", processed)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         log.info("stopped by Ctrl-C after %d frames", processed)
         return 130
