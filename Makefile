@@ -16,7 +16,7 @@ EDGE_VENV     ?= .venv-edge
 EDGE_STAMP    := $(EDGE_VENV)/.installed
 BENCH_JSON    ?= artifacts/bench/results.json
 
-.PHONY: help setup edge-venv test train export evaluate unseen bench demo clean
+.PHONY: help setup edge-venv test train export evaluate unseen bench demo device-check clean
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -67,3 +67,10 @@ demo: $(STAMP) ## Search the bundle with 3 test images: make demo DATA_DIR=... (
 
 clean: ## Remove artifacts/ (the venv stays)
 	rm -rf artifacts .pytest_cache
+
+DEVICE_CHECK_OUT  ?= artifacts/device-check
+DEVICE_CHECK_ARGS ?=
+
+device-check: ## x86 vs an emulated 64-bit Pi (qemu: A72, A76; LiteRT, tflite-runtime): make device-check BUNDLE=... [DATA_DIR=...]
+	$(PYTHON_SYSTEM) -m benchmarks.device_check --bundle $(BUNDLE) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) \
+		--out $(DEVICE_CHECK_OUT) $(DEVICE_CHECK_ARGS)
