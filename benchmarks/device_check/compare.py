@@ -95,7 +95,8 @@ def compare_sides(ref: SideResult, emu: SideResult, truth: dict[str, str], expec
     figures["pairs"] = len(ref.verify)
     figures["verdicts_identical"] = bool(ref.verify) and verdicts(ref.verify) == verdicts(emu.verify)
     if not figures["verdicts_identical"]:
-        failures.append(f"verification verdicts differ ({len(ref.verify)} vs {len(emu.verify)} pairs)")
+        failures.append(f"verification verdicts differ ({len(ref.verify)} vs {len(emu.verify)} pairs): "
+                        + "; ".join(_verdict_differences(ref.verify, emu.verify)))
     figures["frames_reference"], figures["frames_emulated"] = len(ref.video), len(emu.video)
     figures["video_top1_agreement"], _ = agreement(ref.video, emu.video, _top1)
     if not ref.video or len(ref.video) != len(emu.video):
@@ -105,6 +106,19 @@ def compare_sides(ref: SideResult, emu: SideResult, truth: dict[str, str], expec
     figures.update(_tensor_figures(ref, emu, failures))
     figures["failures"] = failures
     return figures
+
+
+def _verdict_differences(ref: list[dict], emu: list[dict]) -> list[str]:
+    theirs = {(row.get("a"), row.get("b")): row for row in emu}
+    lines = []
+    for row in ref:
+        other = theirs.get((row.get("a"), row.get("b")))
+        if other is None or other.get("same") != row.get("same"):
+            name = f"{Path(str(row.get('a'))).name} vs {Path(str(row.get('b'))).name}"
+            there = "missing" if other is None else f"same={other.get('same')} at {other.get('distance', float('nan')):.4f}"
+            lines.append(f"{name}: x86 same={row.get('same')} at distance {row.get('distance', float('nan')):.4f}, "
+                         f"emulated {there} (threshold {row.get('threshold', float('nan')):.4f})")
+    return lines or ["the pair lists differ"]
 
 
 def _check_setup(ref: SideResult, emu: SideResult, expected_part: str | None, failures: list[str]) -> None:
