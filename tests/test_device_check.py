@@ -33,7 +33,7 @@ def x86_run(tiny_bundle, tiny_data, tmp_path_factory) -> Path:
     side = runner.Side("x86-litert", "x86_64", "litert", Path(sysconfig.get_paths()["purelib"]), None, [sys.executable])
     commands = runner.edge_commands(bundle, out / "inputs", [path for path, _ in plan.images], len(plan.frames))
     probe = ["-m", "benchmarks.device_check.probe", "--bundle", str(bundle), "--inputs", str(out / "inputs"),
-             "--out", str(out / "sides" / side.key / "probe")]
+             "--out", str(out / "sides" / side.key / "probe"), "--reference-kernels"]
     record = runner.run_side(side, commands, probe, out / "sides" / side.key, log=lambda text: None)
     assert all(command["rc"] == 0 for command in record["commands"].values()), record
     return out
@@ -72,6 +72,7 @@ def test_an_identical_emulated_side_passes(x86_run, tmp_path, capsys):
     (figures,) = report["comparisons"]
     assert report["passed"] and figures["top1_agreement"] == 1.0 and figures["int8_identical"]
     assert figures["frames_emulated"] == figures["frames_reference"] == 2
+    assert isinstance(figures["int8_max_step_to_x86_reference_kernels"], int)  # reported, not judged
     assert "| cortex-a72 (part 0xd08) | litert | 1.00 of 4 |" in (out / "report.md").read_text()
 
 

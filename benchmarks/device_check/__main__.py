@@ -121,7 +121,7 @@ def _names(site_paths: dict) -> list[str]:
 def _run(side, bundle: Path, out: Path, commands: dict, log) -> None:
     folder = out / "sides" / side.key
     probe = ["-m", "benchmarks.device_check.probe", "--bundle", str(bundle), "--inputs", str(out / "inputs"),
-             "--out", str(folder / "probe")]
+             "--out", str(folder / "probe")] + (["--reference-kernels"] if side.arch == "x86_64" else [])
     runner.run_side(side, commands, probe, folder, log)
 
 

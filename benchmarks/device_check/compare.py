@@ -4,7 +4,8 @@ It fails on a different gallery listing, any different verification verdict, a d
 of video frames, top-1 agreement below 0.8 (image search, and the video's frames), a P@5 drop
 above 0.05, any difference of the raw int8 output on the identical input tensors, a command that
 exited differently, or a side that did not run what it claims (interpreter, CPU part, package
-versions). The rest (decisions, top-5 sets, pixel and embedding differences) is reported.
+versions). The rest (decisions, top-5 sets, pixel and embedding differences, the distance to
+x86's reference kernels) is reported.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class SideResult:
     video: list[dict]
     info: dict                 # probe/info.json
     outputs: np.ndarray | None
+    outputs_reference: np.ndarray | None  # reference kernels (x86 sides)
     local_tensors: np.ndarray | None
     embeddings: np.ndarray | None
 
@@ -41,7 +43,8 @@ def load_side(folder: Path) -> SideResult:
     return SideResult(json.loads((folder / "side.json").read_text()), _json(folder / "list.out"),
                       _json_lines(folder / "search.out"), _json_lines(folder / "verify.out"),
                       _json_lines(folder / "video.out"), _json(probe / "info.json") or {},
-                      _npy(probe / "outputs.npy"), _npy(probe / "local_tensors.npy"), _npy(probe / "embeddings.npy"))
+                      _npy(probe / "outputs.npy"), _npy(probe / "outputs_reference.npy"),
+                      _npy(probe / "local_tensors.npy"), _npy(probe / "embeddings.npy"))
 
 
 def precision_at_5(search: list[dict], truth: dict[str, str]) -> float:
@@ -142,6 +145,11 @@ def _tensor_figures(ref: SideResult, emu: SideResult, failures: list[str]) -> di
     if not figures["int8_identical"]:
         failures.append(f"raw model outputs differ on identical inputs (max step {figures['int8_max_step']}, "
                         f"shapes {None if a is None else a.shape} / {None if b is None else b.shape})")
+    # Reported, not judged: does the emulated output equal the reference kernels' run on x86?
+    r = ref.outputs_reference
+    figures["int8_max_step_to_x86_reference_kernels"] = (
+        int(np.abs(r.astype(np.int64) - b.astype(np.int64)).max())
+        if r is not None and b is not None and r.shape == b.shape else None)
     x, y = ref.local_tensors, emu.local_tensors
     if x is not None and y is not None and x.shape == y.shape:
         differ = x != y

@@ -7,6 +7,9 @@ and saves the raw output tensors (``outputs.npy``, int8 for an int8 bundle), so 
 compared exactly. Also reads and resizes the same images here (``local_tensors.npy``) and embeds
 them (``embeddings.npy``), which shows how far this machine's OpenCV moves the pixels. Writes
 ``info.json``: machine, interpreter, package versions and the CPU that /proc/cpuinfo shows.
+``--reference-kernels`` also runs the tensors through the interpreter's reference kernels
+(``OpResolverType.BUILTIN_REF``: plain C++, no SIMD, no delegate) into ``outputs_reference.npy``,
+the yardstick for a side whose optimised kernels differ (x86 runs it: ≈0.25 s per tensor).
 """
 
 from __future__ import annotations
@@ -32,11 +35,10 @@ def cpu_seen() -> dict[str, str]:
     return seen
 
 
-def raw_outputs(encoder, tensors):
+def raw_outputs(interpreter, tensors):
     """The model's output tensor, not dequantised, for each (H, W, 3) input."""
     import numpy as np
 
-    interpreter = encoder.interpreter
     source, target = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
     outputs = []
     for tensor in tensors:
@@ -51,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bundle", type=Path, required=True)
     parser.add_argument("--inputs", type=Path, required=True, help="folder with plan.json and tensors.npy")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--reference-kernels", action="store_true", help="also run the reference kernels")
     args = parser.parse_args(argv)
 
     import cv2
@@ -66,7 +69,12 @@ def main(argv: list[str] | None = None) -> int:
     tensors = np.load(args.inputs / "tensors.npy", allow_pickle=False)
     local = model_tensors(args.bundle, read_plan(args.inputs).tensors)
     args.out.mkdir(parents=True, exist_ok=True)
-    np.save(args.out / "outputs.npy", raw_outputs(bundle.encoder, tensors), allow_pickle=False)
+    np.save(args.out / "outputs.npy", raw_outputs(bundle.encoder.interpreter, tensors), allow_pickle=False)
+    if args.reference_kernels:
+        reference = runtime.Interpreter(model_path=str(args.bundle / bundle.manifest.model_file),
+                                        experimental_op_resolver_type=runtime.module.OpResolverType.BUILTIN_REF)
+        reference.allocate_tensors()
+        np.save(args.out / "outputs_reference.npy", raw_outputs(reference, tensors), allow_pickle=False)
     np.save(args.out / "local_tensors.npy", local, allow_pickle=False)
     np.save(args.out / "embeddings.npy", np.stack([bundle.encoder.embed_rgb(rgb) for rgb in local]),
             allow_pickle=False)

@@ -73,7 +73,8 @@ def markdown(report: dict) -> str:
             f"| {c['p5_reference']:.3f} → {c['p5_emulated']:.3f} "
             f"| {'identical' if c['verdicts_identical'] else 'DIFFER'} ({c['pairs']} pairs) "
             f"| {c['frames_emulated']}/{c['frames_reference']}, {c['video_top1_agreement']:.2f} "
-            f"| {'bit-identical' if c['int8_identical'] else 'max step ' + str(c['int8_max_step'])} ({c['tensors']} tensors) "
+            f"| {'bit-identical' if c['int8_identical'] else 'max step ' + str(c['int8_max_step'])} ({c['tensors']} tensors; "
+            f"to x86 reference kernels: {_steps(c.get('int8_max_step_to_x86_reference_kernels'))}) "
             f"| {_percent(c.get('pixels_differing'))} (max {c.get('pixel_max_diff')}) "
             f"| {_number(c.get('embedding_min_cosine'))} | {'pass' if not c['failures'] else 'FAIL'} |")
     lines.append("")
@@ -81,6 +82,10 @@ def markdown(report: dict) -> str:
     for text in report["failures"]:
         lines.append(f"- FAIL {text}")
     return "\n".join(lines) + "\n"
+
+
+def _steps(value) -> str:
+    return "n/a" if value is None else "identical" if value == 0 else f"max step {value}"
 
 
 def _percent(value) -> str:
