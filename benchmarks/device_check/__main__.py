@@ -32,7 +32,8 @@ REPO_ROOT = sites.REPO_ROOT
 def build_parser() -> argparse.ArgumentParser:
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "siamese-edge" / "device-check"
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--bundle", type=Path, default=REPO_ROOT / "artifacts" / "bundle", help="bundle to check (copied)")
+    parser.add_argument("--bundle", type=Path, default=REPO_ROOT / "artifacts" / "bundle",
+                        help="bundle to check (copied)")
     parser.add_argument("--data-dir", type=Path, help="folder of the test images (default: the manifest's data_dir)")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "artifacts" / "device-check", help="results folder")
     parser.add_argument("--cache", type=Path, default=cache, help="root file system and wheels")
@@ -83,13 +84,16 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     try:
         profiles = parse_profiles(args.profiles)
+        if not (args.bundle / "manifest.json").is_file():
+            raise FileNotFoundError(f"no bundle at {args.bundle} (no manifest.json); pass BUNDLE=<an exported bundle>")
         data_dir = args.data_dir or default_data_dir(args.bundle)
         root, site_paths, timing = set_up(args, log)
         for stale in ("sides", "inputs", "bundle", "report.json", "report.md"):
             subprocess.run(["rm", "-rf", str(args.out / stale)], check=True)
         bundle = args.out / "bundle"
         shutil.copytree(args.bundle, bundle, symlinks=True)
-        plan = inputs.make_plan(inputs.read_split(args.bundle, data_dir), args.images, args.pairs, args.frames, args.tensors)
+        rows = inputs.read_split(args.bundle, data_dir)
+        plan = inputs.make_plan(rows, args.images, args.pairs, args.frames, args.tensors)
         inputs.write_plan(plan, args.out / "inputs")
     except (SetupError, FileNotFoundError, ValueError, OSError) as error:
         log(f"error: {error}")

@@ -87,7 +87,8 @@ def compare_sides(ref: SideResult, emu: SideResult, truth: dict[str, str], expec
     figures["top1_agreement"], figures["queries"] = agreement(ref.search, emu.search, _top1)
     figures["decision_agreement"], _ = agreement(ref.search, emu.search, lambda row: row.get("label"))
     figures["top5_identical"], _ = agreement(ref.search, emu.search, _top5)
-    figures["p5_reference"], figures["p5_emulated"] = precision_at_5(ref.search, truth), precision_at_5(emu.search, truth)
+    figures["p5_reference"] = precision_at_5(ref.search, truth)
+    figures["p5_emulated"] = precision_at_5(emu.search, truth)
     figures["p5_drop"] = figures["p5_reference"] - figures["p5_emulated"]
     if figures["queries"] == 0 or figures["top1_agreement"] < MIN_TOP1_AGREEMENT:
         failures.append(f"top-1 agreement {figures['top1_agreement']:.3f} < {MIN_TOP1_AGREEMENT} "
@@ -118,7 +119,8 @@ def _verdict_differences(ref: list[dict], emu: list[dict]) -> list[str]:
         other = theirs.get((row.get("a"), row.get("b")))
         if other is None or other.get("same") != row.get("same"):
             name = f"{Path(str(row.get('a'))).name} vs {Path(str(row.get('b'))).name}"
-            there = "missing" if other is None else f"same={other.get('same')} at {other.get('distance', float('nan')):.4f}"
+            there = ("missing" if other is None
+                     else f"same={other.get('same')} at {other.get('distance', float('nan')):.4f}")
             lines.append(f"{name}: x86 same={row.get('same')} at distance {row.get('distance', float('nan')):.4f}, "
                          f"emulated {there} (threshold {row.get('threshold', float('nan')):.4f})")
     return lines or ["the pair lists differ"]

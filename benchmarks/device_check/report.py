@@ -26,7 +26,8 @@ from edge.atomic import write_text_atomic
 def build_report(out: Path) -> dict:
     """The comparisons of every emulated side found in ``out/sides``, with the run's record."""
     truth = dict(read_plan(out / "inputs").images)
-    sides = {folder.name: load_side(folder) for folder in sorted((out / "sides").glob("*")) if (folder / "side.json").is_file()}
+    folders = [folder for folder in sorted((out / "sides").glob("*")) if (folder / "side.json").is_file()]
+    sides = {folder.name: load_side(folder) for folder in folders}
     comparisons = []
     for key, side in sides.items():
         if side.record["arch"] == "x86_64":
@@ -69,11 +70,13 @@ def markdown(report: dict) -> str:
             continue
         lines.append(
             f"| {c['qemu_cpu']} (part {c['cpu_part_seen']}) | {c['interpreter']} "
-            f"| {c['top1_agreement']:.2f} of {c['queries']} | {c['decision_agreement']:.2f} | {c['top5_identical']:.2f} "
+            f"| {c['top1_agreement']:.2f} of {c['queries']} | {c['decision_agreement']:.2f} "
+            f"| {c['top5_identical']:.2f} "
             f"| {c['p5_reference']:.3f} → {c['p5_emulated']:.3f} "
             f"| {'identical' if c['verdicts_identical'] else 'DIFFER'} ({c['pairs']} pairs) "
             f"| {c['frames_emulated']}/{c['frames_reference']}, {c['video_top1_agreement']:.2f} "
-            f"| {'bit-identical' if c['int8_identical'] else 'max step ' + str(c['int8_max_step'])} ({c['tensors']} tensors; "
+            f"| {'bit-identical' if c['int8_identical'] else 'max step ' + str(c['int8_max_step'])} "
+            f"({c['tensors']} tensors; "
             f"to x86 reference kernels: {_steps(c.get('int8_max_step_to_x86_reference_kernels'))}) "
             f"| {_percent(c.get('pixels_differing'))} (max {c.get('pixel_max_diff')}) "
             f"| {_number(c.get('embedding_min_cosine'))} | {'pass' if not c['failures'] else 'FAIL'} |")
@@ -89,7 +92,7 @@ def _steps(value) -> str:
 
 
 def _percent(value) -> str:
-    return "n/a" if value is None else f"{100 * value:.1f} %"
+    return "n/a" if value is None else f"{100 * value:.2f} %"
 
 
 def _number(value) -> str:
