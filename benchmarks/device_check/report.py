@@ -81,7 +81,8 @@ def markdown(report: dict) -> str:
             f"| {_percent(c.get('pixels_differing'))} (max {c.get('pixel_max_diff')}) "
             f"| {_number(c.get('embedding_min_cosine'))} | {'pass' if not c['failures'] else 'FAIL'} |")
     lines.append("")
-    lines.append(f"x86 LiteRT vs x86 tflite-runtime int8 output: max step {report['x86_interpreters_int8_max_step']}.")
+    if report["x86_interpreters_int8_max_step"] is not None:
+        lines.append(f"x86 LiteRT vs x86 tflite-runtime int8 output: max step {report['x86_interpreters_int8_max_step']}.")
     for text in report["failures"]:
         lines.append(f"- FAIL {text}")
     return "\n".join(lines) + "\n"
