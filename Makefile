@@ -17,8 +17,9 @@ EDGE_STAMP    := $(EDGE_VENV)/.installed
 BENCH_JSON    ?= artifacts/bench/results.json
 DEVICE_CHECK_OUT  ?= artifacts/device-check
 DEVICE_CHECK_ARGS ?=
+BENCH_ARGS    ?=
 
-.PHONY: help setup edge-venv test train export evaluate unseen bench demo device-check clean
+.PHONY: help setup edge-venv test train export evaluate unseen bench bench-device demo device-check clean
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -61,6 +62,9 @@ bench: $(STAMP) $(EDGE_STAMP) ## Benchmarks -> benchmarks/RESULTS.md (needs make
 	$(PY) -m pytest benchmarks -p no:xdist --benchmark-only --benchmark-json=$(BENCH_JSON) \
 		--benchmark-columns=median,iqr,min,rounds -o testpaths=benchmarks $(PYTEST_ARGS)
 	$(PY) -m benchmarks.report --json $(BENCH_JSON) --out benchmarks/RESULTS.md
+
+bench-device: $(EDGE_STAMP) ## Device benchmark in the edge venv, no TensorFlow: make bench-device BUNDLE=... BENCH_ARGS="--threads 1 2 4"
+	$(EDGE_VENV)/bin/python -m edge.bench --bundle $(BUNDLE) $(BENCH_ARGS)
 
 demo: $(STAMP) ## Search the bundle with 3 test images: make demo DATA_DIR=... (needs make export)
 	@test -n "$(DATA_DIR)" || { echo "make demo needs DATA_DIR=<the data folder>"; exit 2; }

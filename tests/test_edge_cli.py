@@ -34,10 +34,12 @@ def test_image_search_json_reproduces_export_p_at_5(tiny_bundle, capsys):
     lines = _json_lines(capsys.readouterr().out)
     assert [line["query"] for line in lines] == [str(p) for p, _ in images]
     first = lines[0]["matches"][0]
-    assert set(first) == {"label", "path", "distance", "similarity"}
+    assert set(first) == {"label", "path", "distance", "similarity", "score"}
     assert first["distance"] == pytest.approx(1 - first["similarity"], abs=1e-5)
-    distances = [m["distance"] for m in lines[0]["matches"]]
-    assert distances == sorted(distances)
+    # ranked by score: the similarity itself, or blended with the label's vote when the gallery fitted one
+    for line in lines:
+        scores = [m["score"] for m in line["matches"]]
+        assert scores == sorted(scores, reverse=True)
     ranked = np.array([[m["label"] for m in line["matches"]] for line in lines])
     from_json = precision_at_k(ranked, np.array([label for _, label in images]), 5)
     report = json.loads((tiny_bundle / "fidelity.json").read_text())

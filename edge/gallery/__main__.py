@@ -117,6 +117,8 @@ def _calibration_line(comparison: dict, calibration: dict) -> str:
     weights = comparison.get("weights")
     share = f"generic share {weights[-1] ** 2:.1f}" if weights and len(weights) == 2 else "one segment"
     centred = ", centred" if comparison.get("centred") else ""
+    if comparison.get("prototype_weight"):
+        centred += f", label vote {comparison['prototype_weight']:g}"
     text = f"comparison: {comparison.get('source', 'bundle')} ({share}{centred}); unknown below similarity " \
            f"{calibration['threshold']:.3f} ({calibration['source']}, target FAR {calibration['far']:.3g}"
     if calibration.get("estimated_frr") is not None:

@@ -10,18 +10,21 @@ seconds and without retraining:
 - the generic share (the squared weight of the last segment) from a small grid, and
 - whether to centre each segment on the gallery's own mean before comparing,
 
-choosing the candidate with the best leave-one-out retrieval over the enrolled images' own labels.
-Galleries with too few labelled images keep the bundle's weights (``Comparison.default``).
+choosing the candidate with the best leave-one-out retrieval over the enrolled images' own labels;
+then, on the vectors so compared, how much each label's prototype votes in the ranking
+(edge.gallery.prototypes). Galleries with too few labelled images keep the bundle's weights and
+plain nearest-neighbour ranking (``Comparison.default``).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Mapping, Sequence
 
 import numpy as np
 
+from edge.gallery.prototypes import fit_prototype_weight
 from edge.metrics import l2_normalize
 
 GENERIC_SHARES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
@@ -50,6 +53,10 @@ class Comparison:
     score: float | None = None
     """Leave-one-out precision of the chosen candidate (None when nothing was fitted)."""
     default_score: float | None = None
+    prototype_weight: float = 0.0
+    """How much an item's label prototype counts in its score (0: plain nearest neighbours)."""
+    prototype_scores: tuple[tuple[float, float], ...] = ()
+    """Leave-one-out precision of every prototype weight tried, as (weight, precision)."""
 
     @classmethod
     def default(cls, segments: Sequence[Mapping], embedding_size: int) -> "Comparison":
@@ -80,6 +87,8 @@ class Comparison:
             "centred": self.centres is not None,
             "loo_precision": None if self.score is None else round(self.score, 4),
             "loo_precision_bundle_weights": None if self.default_score is None else round(self.default_score, 4),
+            "prototype_weight": self.prototype_weight,
+            "loo_precision_by_prototype_weight": {str(w): round(p, 4) for w, p in self.prototype_scores},
         }
 
     @classmethod
@@ -99,8 +108,18 @@ class Comparison:
             raise ValueError(f"{source}: comparison centres have shape {centres.shape}, expected ({sum(sizes)},) finite")
         score = values.get("loo_precision")
         default = values.get("loo_precision_bundle_weights")
+        prototype_weight = values.get("prototype_weight", 0.0)  # absent in versions before 0.3
+        if isinstance(prototype_weight, bool) or not isinstance(prototype_weight, (int, float)) \
+                or not 0.0 <= prototype_weight < 1.0:
+            raise ValueError(f"{source}: comparison prototype_weight {prototype_weight!r} must be a number in [0, 1)")
+        tried = values.get("loo_precision_by_prototype_weight") or {}
+        try:
+            prototype_scores = tuple((float(w), float(p)) for w, p in dict(tried).items())
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{source}: comparison loo_precision_by_prototype_weight is malformed ({error})") from error
         return cls(base, weights, sizes, centres, str(values.get("source", "gallery")),
-                   None if score is None else float(score), None if default is None else float(default))
+                   None if score is None else float(score), None if default is None else float(default),
+                   float(prototype_weight), prototype_scores)
 
 
 def fit_comparison(embeddings: np.ndarray, labels: Sequence[str], segments: Sequence[Mapping],
@@ -115,8 +134,19 @@ def fit_comparison(embeddings: np.ndarray, labels: Sequence[str], segments: Sequ
 
     Returns:
       The best candidate, or the bundle's comparison when there is too little to tell or no
-      candidate beats it by MIN_GAIN.
+      candidate beats it by MIN_GAIN; either way with the prototype weight fitted on top.
     """
+    chosen = _fit_segments(embeddings, labels, segments, seed)
+    queries = loo_queries(labels, seed)
+    if queries is None or not len(chosen.sizes):
+        return chosen
+    weight, tried = fit_prototype_weight(chosen.apply(embeddings), labels, queries, LOO_K)
+    return replace(chosen, prototype_weight=weight, prototype_scores=tuple(sorted(tried.items())))
+
+
+def _fit_segments(embeddings: np.ndarray, labels: Sequence[str], segments: Sequence[Mapping],
+                  seed: int = 0) -> Comparison:
+    """fit_comparison's first half: segment weights and centring."""
     embeddings = np.asarray(embeddings, dtype=np.float32)
     default = Comparison.default(segments, embeddings.shape[1] if embeddings.ndim == 2 else 0)
     queries = loo_queries(labels, seed)

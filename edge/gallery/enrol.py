@@ -149,7 +149,8 @@ def commit(root: Path, items: GalleryItems, settings: GallerySettings, backgroun
     comparison = fit_comparison(items.embeddings, items.labels, settings.segments)
     vectors = comparison.apply(items.embeddings) if len(items) else items.embeddings
     fallback = bundle_calibration(settings.manifest_threshold, settings.far)
-    calibration = calibrate(vectors, items.labels, settings.far, fallback, loo_queries(items.labels))
+    calibration = calibrate(vectors, items.labels, settings.far, fallback, loo_queries(items.labels),
+                            comparison.prototype_weight)
     version = save_gallery(root, items, settings.model_sha256, trees, search_k, comparison=comparison,
                            calibration=calibration, background=background)
     prune_thumbnails(root, items.thumbnails)

@@ -1,8 +1,9 @@
 """A loaded gallery version: nearest neighbours of a query, and the open-set decision.
 
-Search compares vectors the way the gallery's fitted :class:`Comparison` says; galleries of up to
+Search compares vectors the way the gallery's fitted :class:`Comparison` says (segment weights,
+centring, and how much each label's prototype votes: edge.gallery.prototypes); galleries of up to
 EXACT_SEARCH_MAX_ITEMS are searched exactly with numpy, larger ones through Annoy when it is
-installed (exact otherwise).
+installed (exact otherwise; with a prototype vote, Annoy's nearest RERANK_CANDIDATES are re-scored).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 
 from edge.gallery.comparison import Comparison
 from edge.gallery.openset import Calibration
+from edge.gallery.prototypes import blended, label_ids_of, prototypes
 from edge.layout import THUMBS, confined
 
 log = logging.getLogger(__name__)
@@ -26,6 +28,8 @@ DEFAULT_SEARCH_K = 4000
 # Below this many items exact numpy search is both faster and exact (benchmarks/RESULTS.md:
 # 10,000 x 128-d exact 0.15 ms vs Annoy at search_k 4000 0.29 ms), so "auto" uses it.
 EXACT_SEARCH_MAX_ITEMS = 10_000
+# Annoy candidates re-scored with the prototype vote (approximate search with w > 0).
+RERANK_CANDIDATES = 200
 
 
 class GalleryError(ValueError):
@@ -34,17 +38,24 @@ class GalleryError(ValueError):
 
 @dataclass(frozen=True)
 class Match:
-    """One search result; distance is cosine distance (1 - cos), similarity is cos."""
+    """One search result; distance is cosine distance (1 - cos), similarity is cos, and score is
+    what the gallery ranks by (the similarity blended with the label's prototype vote; equal to
+    the similarity when the gallery fitted no vote)."""
 
     label: str
     path: str
     distance: float
     similarity: float
     thumbnail: str | None = None
+    score: float = float("nan")
+
+    def __post_init__(self):
+        if self.score != self.score:  # NaN: not given
+            object.__setattr__(self, "score", self.similarity)
 
     def to_json(self) -> dict:
         return {"label": self.label, "path": self.path, "distance": round(self.distance, 6),
-                "similarity": round(self.similarity, 6)}
+                "similarity": round(self.similarity, 6), "score": round(self.score, 6)}
 
 
 @dataclass(frozen=True)
@@ -119,6 +130,9 @@ class Gallery:
         self.calibration = calibration
         self.version = version
         self.vectors = comparison.apply(items.embeddings) if len(items) else items.embeddings
+        self.label_names, self.label_ids = label_ids_of(items.labels)
+        self.prototypes = prototypes(self.vectors, self.label_ids, len(self.label_names)) \
+            if comparison.prototype_weight > 0 and len(items) else None
         self.stored_background = background  # as the encoder made them: what the next version keeps
         self.background = comparison.apply(background) if background is not None and len(background) else None
 
@@ -160,9 +174,10 @@ class Gallery:
         matches = self._search(query, k, search_k, exact)
         if not matches:
             return Identification(None, [], "empty gallery")
-        score = matches[0].similarity
+        score = matches[0].score
         threshold = self.calibration.threshold if self.calibration else float("nan")
-        if self.background is not None and float((self.background @ query).max()) >= score:
+        nearest = max(m.similarity for m in matches)  # plain cosine, as the background is compared
+        if self.background is not None and float((self.background @ query).max()) >= nearest:
             return Identification(None, matches, "nothing in view", score, threshold)
         if self.calibration is not None and score < threshold:
             return Identification(None, matches, "below threshold", score, threshold)
@@ -184,15 +199,26 @@ class Gallery:
             exact = True
         if exact:
             similarity = self.vectors @ query
-            order = np.argsort(-similarity, kind="stable")[:k]
-            pairs = [(int(i), float(similarity[i])) for i in order]
+            candidates = np.arange(len(self))
         else:
             if search_k is None:
                 search_k = int(self.info.get("search_k", DEFAULT_SEARCH_K))
-            ids, distances = self.index.get_nns_by_vector(query.tolist(), k, search_k=search_k, include_distances=True)
+            wanted = k if self.prototypes is None else max(k, min(RERANK_CANDIDATES, len(self)))
+            ids, distances = self.index.get_nns_by_vector(query.tolist(), wanted, search_k=search_k,
+                                                          include_distances=True)
+            candidates = np.asarray(ids, dtype=np.int64)
             # Annoy's angular distance is sqrt(2 - 2 cos) for unit vectors.
-            pairs = [(int(i), 1.0 - d * d / 2.0) for i, d in zip(ids, distances)]
-        return [Match(self.items.labels[i], self.items.paths[i], 1.0 - s, s, self.items.thumbnails[i]) for i, s in pairs]
+            similarity = 1.0 - np.asarray(distances, dtype=np.float64) ** 2 / 2.0
+        scores = similarity
+        if self.prototypes is not None:
+            vote = (self.prototypes @ query)[None, :]
+            scores = blended(similarity[None, :], vote, self.label_ids[candidates], self.comparison.prototype_weight)[0]
+        order = np.argsort(-scores, kind="stable")[:k]
+        return [self._match(int(candidates[i]), float(similarity[i]), float(scores[i])) for i in order]
+
+    def _match(self, i: int, similarity: float, score: float) -> Match:
+        items = self.items
+        return Match(items.labels[i], items.paths[i], 1.0 - similarity, similarity, items.thumbnails[i], score)
 
     def thumbnail_path(self, match: Match) -> Path | None:
         if not match.thumbnail:

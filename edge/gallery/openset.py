@@ -10,7 +10,9 @@ Two rules, both fitted to the enrolled gallery when it changes:
    item's similarity to the nearest other item of its own label; an *impostor* score is its
    similarity to the nearest item of any other label (as if its label had never been enrolled).
    The acceptance threshold is the top-1 similarity that impostors exceed at most ``far`` of the
-   time. The same leave-one-out pairs give the pair-verification threshold at the same rate.
+   time. Similarities here are the gallery's ranking scores (with the label prototype vote when
+   the gallery fitted one, the item's own label's prototype computed without it). The same
+   leave-one-out pairs, as plain cosines, give the pair-verification threshold at the same rate.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from typing import Sequence
 
 import cv2
 import numpy as np
+
+from edge.gallery.prototypes import blended, label_sums, leave_one_out_prototype_similarity
 
 # Chosen on the roses+tulips and dandelion+sunflowers held-out splits (README, "Unknown"): at 0.01
 # only 18-46 % of enrolled-class queries were accepted; at 0.1, 53-82 % with 92-98 % of queries of
@@ -75,7 +79,7 @@ def bundle_calibration(manifest_distance_threshold: float, far: float = DEFAULT_
 
 
 def calibrate(vectors: np.ndarray, labels: Sequence[str], far: float, fallback: Calibration,
-              queries: np.ndarray | None) -> Calibration:
+              queries: np.ndarray | None, prototype_weight: float = 0.0) -> Calibration:
     """Fits the acceptance and pair thresholds on compared gallery vectors (see module doc).
 
     Args:
@@ -84,6 +88,7 @@ def calibrate(vectors: np.ndarray, labels: Sequence[str], far: float, fallback: 
       far: target false-accept rate, in (0, 1).
       fallback: returned (with ``far``) when there are too few labels or images.
       queries: the leave-one-out query indices (comparison.loo_queries), or None.
+      prototype_weight: the gallery's prototype vote (Comparison.prototype_weight).
     """
     if not 0.0 < far < 1.0:
         raise ValueError(f"far must be in (0, 1), got {far}")
@@ -92,13 +97,18 @@ def calibrate(vectors: np.ndarray, labels: Sequence[str], far: float, fallback: 
         return _with_far(fallback, far)
     genuine, impostor, pair_same, pair_diff = [], [], [], []
     rng = np.random.default_rng(0)
+    sums, counts = label_sums(vectors, label_ids, int(label_ids.max()) + 1)
     for start in range(0, len(queries), 256):
         rows = queries[start : start + 256]
         similarity = vectors[rows] @ vectors.T
         similarity[np.arange(len(rows)), rows] = -np.inf
         same = label_ids[None, :] == label_ids[rows][:, None]
-        genuine.append(np.where(same, similarity, -np.inf).max(1))
-        impostor.append(np.where(same, -np.inf, similarity).max(1))
+        scores = similarity
+        if prototype_weight > 0:
+            vote = leave_one_out_prototype_similarity(vectors, rows, label_ids, sums, counts)
+            scores = blended(similarity, vote, label_ids, prototype_weight)
+        genuine.append(np.where(same, scores, -np.inf).max(1))
+        impostor.append(np.where(same, -np.inf, scores).max(1))
         pair_same.append(_sample(similarity[same & np.isfinite(similarity)], rng))
         pair_diff.append(_sample(similarity[~same], rng))
     genuine, impostor = np.concatenate(genuine), np.concatenate(impostor)
