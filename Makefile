@@ -15,9 +15,11 @@ STAMP := $(VENV)/.installed
 EDGE_VENV     ?= .venv-edge
 EDGE_STAMP    := $(EDGE_VENV)/.installed
 BENCH_JSON    ?= artifacts/bench/results.json
+DEVICE_CHECK_OUT  ?= artifacts/device-check
+DEVICE_CHECK_ARGS ?=
 BENCH_ARGS    ?=
 
-.PHONY: help setup edge-venv test train export evaluate unseen bench bench-device demo clean
+.PHONY: help setup edge-venv test train export evaluate unseen bench bench-device demo device-check clean
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -68,6 +70,11 @@ demo: $(STAMP) ## Search the bundle with 3 test images: make demo DATA_DIR=... (
 	@test -n "$(DATA_DIR)" || { echo "make demo needs DATA_DIR=<the data folder>"; exit 2; }
 	$(PY) -m edge.gallery list --bundle $(BUNDLE)
 	$(PY) -m edge.search --bundle $(BUNDLE) --k 5 --image $$(head -n 3 $(BUNDLE)/split/test.txt | cut -f1 | sed 's|^|$(DATA_DIR)/|')
+
+# Needs qemu-user-static and debootstrap, root once (debootstrap) and a network on the first run.
+device-check: ## x86 vs an emulated 64-bit Pi (qemu: A72, A76; LiteRT, tflite-runtime): make device-check BUNDLE=... [DATA_DIR=...]
+	$(PYTHON_SYSTEM) -m benchmarks.device_check --bundle $(BUNDLE) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) \
+		--out $(DEVICE_CHECK_OUT) $(DEVICE_CHECK_ARGS)
 
 clean: ## Remove artifacts/ (the venv stays)
 	rm -rf artifacts .pytest_cache
