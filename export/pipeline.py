@@ -125,6 +125,13 @@ def _build_bundle(run: RunFolder, data_dir: Path, staging: Path, options: Export
     gallery_root = staging / GALLERY_DIR
     train_items = [(data_dir / r.path, r.class_name) for r in train_set.records]
     items, _ = enrol.embed_items(encoder, gallery_root, train_items, relative_to=data_dir)
+    # The gallery skips byte-identical duplicates (tf_flowers has some) and anything that does not
+    # decode: keep the float rows of exactly the enrolled images, in the gallery's order.
+    row_of = {enrol.display_path(path, data_dir): i for i, (path, _) in enumerate(train_items)}
+    float_train = float_train[[row_of[path] for path in items.paths]]
+    if len(items) < len(train_items):
+        log.info("gallery: %d of %d training images enrolled (duplicates or undecodable skipped)",
+                 len(items), len(train_items))
     device_test = np.stack([encoder.embed(data_dir / r.path) for r in test_set.records])
     device_train = items.embeddings
     test_labels = np.array([r.class_name for r in test_set.records])

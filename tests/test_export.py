@@ -104,3 +104,26 @@ def test_quality_drop_beyond_tolerance_is_refused_then_forced(tiny_run, tmp_path
     assert not bundle.exists() and [p.name for p in tmp_path.iterdir()] == []
     assert export_main(common + ["--tolerance", "-100", "--force"]) == 0
     assert read_manifest(bundle).forced is True
+
+
+def test_duplicate_training_images_are_enrolled_once_and_export_still_measures(tiny_run, tmp_path):
+    """tf_flowers holds byte-identical photos under two names; the gallery skips the second copy,
+    and export must line its float rows up with the enrolled images (it crashed with IndexError)."""
+    from edge.gallery.store import load_gallery
+    from train.layout import TRAIN_LIST
+
+    run, data = tmp_path / "run", tmp_path / "data"
+    shutil.copytree(tiny_run, run)
+    shutil.copytree(tiny_run.parent / "data", data)
+    train_list = run / TRAIN_LIST
+    lines = train_list.read_text().splitlines()
+    first_path, first_class = lines[0].split("\t")[:2]
+    copy = f"{first_class}/copy-of-{first_path.split('/')[-1]}"
+    shutil.copyfile(data / first_path, data / copy)
+    train_list.write_text("\n".join([*lines, f"{copy}\t{first_class}"]) + "\n")
+    bundle = tmp_path / "bundle"
+    argv = ["--run", str(run), "--bundle", str(bundle), "--data-dir", str(data), "--calibration-images", "8",
+            "--pairs", "100", "--tolerance", "100", "--trees", "4"]
+    assert export_main(argv) == 0
+    paths = load_gallery(bundle / GALLERY_DIR).items.paths
+    assert len(paths) == len(lines) and copy not in paths and first_path in paths

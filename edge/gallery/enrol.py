@@ -111,7 +111,7 @@ def embed_items(
     seen = {h for h in known_hashes if h}
     vectors, labels, paths, thumbs, hashes = [], [], [], [], []
     for done, (path, label) in enumerate(items, 1):
-        shown = _display_path(Path(path), relative_to)
+        shown = display_path(Path(path), relative_to)
         try:
             digest = _file_sha256(Path(path))
             if digest is not None and digest in seen:
@@ -269,7 +269,8 @@ def _file_sha256(path: Path) -> str | None:
     return file_sha256(path)
 
 
-def _display_path(path: Path, relative_to: Path | None) -> str:
+def display_path(path: Path, relative_to: Path | None) -> str:
+    """How an enrolled image's path is stored: relative to ``relative_to`` when inside it (POSIX)."""
     if relative_to is not None:
         try:
             return path.resolve().relative_to(Path(relative_to).resolve()).as_posix()
