@@ -74,6 +74,8 @@ class TrainConfig:
     """Pairs per epoch for the pair losses (contrastive, bce)."""
     strategy: str = "default"
     """tf.distribute strategy: default (one device) or mirrored (all GPUs, or all logical CPUs)."""
+    backup_dir: str | None = None
+    """Per-epoch backups for resuming a killed run: None = <run_dir>/backup, "none" = off."""
     seed: int = 0
     """Seed for augmentation, sampling and initialisation."""
     max_images_per_class: int | None = None

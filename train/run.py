@@ -20,6 +20,7 @@ import numpy as np
 
 from edge.metrics import roc_auc
 from train import stages
+from train.checkpoint import EpochBackup, fingerprint
 from train.config import TrainConfig
 from train.data import (
     DatasetError, LoadedImages, cap_per_class, list_images, load_images, split_records, write_split_lists,
@@ -33,7 +34,8 @@ from train.evaluate import (
 )
 from train.features import run_in_batches
 from train.layout import (
-    CLASSES_FILE, CONFIG_FILE, ENCODER_FILE, GRID_PLOT, HISTORY_FILE, LOSS_PLOT, METRICS_FILE, SIAMESE_FILE,
+    BACKUP_DIR, CLASSES_FILE, CONFIG_FILE, ENCODER_FILE, GRID_PLOT, HISTORY_FILE, LOSS_PLOT, METRICS_FILE,
+    SIAMESE_FILE, TEST_LIST, TRAIN_LIST,
 )
 from train.model import PairHead, build_pair_model, embedding_segments
 from train.plots import plot_history, retrieval_grid, save_rgb_png
@@ -102,15 +104,17 @@ def train(config: TrainConfig) -> dict:
     log.info(summary_line("baseline", baseline_report))
 
     history: dict[str, list[float]] = {}
+    backup = EpochBackup(_backup_dir(config, run_dir), _run_fingerprint(config, run_dir))
     teacher = stages.distillation_teacher(config, features, data.fit_rows)
     tick = time.time()
-    history["stage 1"] = stages.stage_1(config, strategy, parts, features, data.fit_rows, data.fit_labels, rng, teacher)
+    stages.stage_1(config, strategy, parts, features, data.fit_rows, data.fit_labels, rng, teacher, backup, history)
     timing["stage1_seconds"] = time.time() - tick
 
     tick = time.time()
     embedder = stages.upper_embedder(strategy, parts, features)
-    history["stage 2"] = stages.stage_2(
-        config, strategy, parts, embedder, data.train_set, data.fit_rows, data.fit_labels, rng, teacher, timing
+    stages.stage_2(
+        config, strategy, parts, embedder, data.train_set, data.fit_rows, data.fit_labels, rng, teacher, backup,
+        history, timing,
     )
     timing["stage2_seconds"] = time.time() - tick
 
@@ -150,6 +154,7 @@ def train(config: TrainConfig) -> dict:
         "timing": {k: round(v, 1) for k, v in timing.items()},
     }
     write_run(run_dir, config, data, metrics, history, trained_train, trained_test)
+    backup.finish()
     return metrics
 
 
@@ -187,6 +192,20 @@ def write_run(run_dir: Path, config: TrainConfig, data: Data, metrics: dict, his
     plot_history(history, run_dir / LOSS_PLOT)
     _save_grid(run_dir / GRID_PLOT, config, data.train_set, data.test_set, data.class_names, trained_train,
                trained_test)
+
+
+def _backup_dir(config: TrainConfig, run_dir: Path) -> Path | None:
+    if config.backup_dir == "none":
+        return None
+    return Path(config.backup_dir) if config.backup_dir else run_dir / BACKUP_DIR
+
+
+def _run_fingerprint(config: TrainConfig, run_dir: Path) -> str:
+    """What a backup must have been made by to be resumed: the configuration (bar the switches
+    that do not change the result) and the split lists just written."""
+    settings = {k: v for k, v in json.loads(config.to_json()).items() if k not in ("progress", "backup_dir")}
+    lists = [(run_dir / name).read_text(encoding="utf-8") for name in (TRAIN_LIST, TEST_LIST)]
+    return fingerprint(json.dumps(settings, sort_keys=True), *lists)
 
 
 def _evaluator(config: TrainConfig, data: Data):

@@ -21,6 +21,7 @@ import numpy as np
 
 from edge.metrics import segment_normalize
 from train import objectives
+from train.checkpoint import EpochBackup
 from train.config import TrainConfig
 from train.data import LoadedImages
 from train.features import augmented_view_features, pick_views, run_in_batches
@@ -97,16 +98,17 @@ def distillation_teacher(config: TrainConfig, features: Features, fit_rows: np.n
 
 
 def stage_1(config: TrainConfig, strategy, parts: Parts, features: Features, fit_rows: np.ndarray,
-            fit_labels: np.ndarray, rng: np.random.Generator, teacher: np.ndarray | None) -> list[float]:
-    """Trains the projection head on cached pooled frozen features; returns the epoch losses."""
+            fit_labels: np.ndarray, rng: np.random.Generator, teacher: np.ndarray | None, backup: EpochBackup,
+            history: dict[str, list[float]]) -> None:
+    """Trains the projection head on cached pooled frozen features; losses into ``history``."""
     tower = parts.tower
     with strategy.scope():
         vectors = keras.Input(features.baseline_train.shape[1:], name="pooled_features")
         head_only = keras.Model(vectors, tower.normalize(tower.projection(vectors)))
         model = _compiled(head_only, config, parts.heads, config.head_learning_rate)
     fit_pooled = features.baseline_train[fit_rows]
-    return fit_epochs(model, config, fit_labels, lambda idx, _: fit_pooled[idx], config.head_epochs, rng, "stage 1",
-                      teacher)
+    fit_epochs(model, config, fit_labels, lambda idx, _: fit_pooled[idx], config.head_epochs, rng, "stage 1",
+               teacher, backup, history)
 
 
 def upper_embedder(strategy, parts: Parts, features: Features) -> keras.Model:
@@ -119,10 +121,11 @@ def upper_embedder(strategy, parts: Parts, features: Features) -> keras.Model:
 
 def stage_2(config: TrainConfig, strategy, parts: Parts, embedder: keras.Model, train_set: LoadedImages,
             fit_rows: np.ndarray, fit_labels: np.ndarray, rng: np.random.Generator, teacher: np.ndarray | None,
-            timing: dict[str, float]) -> list[float]:
-    """Fine-tunes the top blocks on cached lower-block maps of augmented views; returns the losses."""
+            backup: EpochBackup, history: dict[str, list[float]], timing: dict[str, float]) -> None:
+    """Fine-tunes the top blocks on cached lower-block maps of augmented views; losses into ``history``."""
+    history["stage 2"] = []
     if config.fine_tune_epochs <= 0:
-        return []
+        return
     tick = time.time()
     views = augmented_view_features(
         parts.lower, [train_set.sources[i] for i in fit_rows], config.input_size, config.augmented_views,
@@ -133,8 +136,8 @@ def stage_2(config: TrainConfig, strategy, parts: Parts, embedder: keras.Model, 
     schedule = cosine_schedule(config, steps_per_epoch(config, fit_labels))
     with strategy.scope():
         model = _compiled(embedder, config, parts.heads, schedule)
-    return fit_epochs(model, config, fit_labels, lambda idx, r: pick_views(views, idx, r), config.fine_tune_epochs,
-                      rng, "stage 2", teacher)
+    fit_epochs(model, config, fit_labels, lambda idx, r: pick_views(views, idx, r), config.fine_tune_epochs,
+               rng, "stage 2", teacher, backup, history)
 
 
 def generic_branch(config: TrainConfig, tower: Tower, features: Features, fit_rows: np.ndarray):
@@ -158,17 +161,18 @@ def generic_branch(config: TrainConfig, tower: Tower, features: Features, fit_ro
 
 
 def fit_epochs(model, config: TrainConfig, labels, features_of, epochs: int, rng, stage: str,
-               teacher: np.ndarray | None = None) -> list[float]:
-    """``epochs`` epochs, each on freshly drawn batches (one ``model.fit`` call per epoch)."""
-    losses = []
+               teacher: np.ndarray | None, backup: EpochBackup, history: dict[str, list[float]]) -> None:
+    """``epochs`` epochs, each on freshly drawn batches (one ``model.fit`` call per epoch), their
+    losses appended to ``history[stage]``; backed up after every epoch, resumed from the backup."""
+    history[stage] = backup.resume(stage, model, rng)
     batch_size = objectives.effective_batch_size(config.loss, labels, config.batch_size)
-    for epoch in range(epochs):
+    for epoch in range(len(history[stage]), epochs):
         tick = time.time()
         x, y = objectives.epoch_data(config.loss, labels, features_of, batch_size, config.pairs_per_epoch, rng, teacher)
         result = model.fit(x, y, batch_size=batch_size, epochs=1, shuffle=False, verbose=1 if config.progress else 0)
-        losses.append(float(result.history["loss"][-1]))
-        log.info("%s epoch %d/%d: loss %.4f (%.0f s)", stage, epoch + 1, epochs, losses[-1], time.time() - tick)
-    return losses
+        history[stage].append(float(result.history["loss"][-1]))
+        backup.save(stage, model, rng, history)
+        log.info("%s epoch %d/%d: loss %.4f (%.0f s)", stage, epoch + 1, epochs, history[stage][-1], time.time() - tick)
 
 
 def steps_per_epoch(config: TrainConfig, labels: np.ndarray) -> int:
