@@ -9,6 +9,7 @@ The stages themselves are in train.stages.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -22,6 +23,7 @@ from edge.metrics import roc_auc
 from train import stages
 from train.checkpoint import EpochBackup, fingerprint
 from train.config import TrainConfig
+from train.distribute import discard_worker_output, make_strategy, output_dir
 from train.data import (
     DatasetError, LoadedImages, cap_per_class, list_images, load_images, split_records, write_split_lists,
 )
@@ -54,17 +56,6 @@ def resolve_data_dir(config: TrainConfig) -> Path:
     return materialize_tfds_folder(Path(config.dataset_cache))
 
 
-def make_strategy(name: str):
-    """``default``: one device. ``mirrored``: all GPUs, or every logical CPU when there is none."""
-    import tensorflow as tf
-
-    if name == "default":
-        return tf.distribute.get_strategy()
-    devices = [d.name for d in tf.config.list_logical_devices("GPU")]
-    devices = devices or [d.name for d in tf.config.list_logical_devices("CPU")]
-    return tf.distribute.MirroredStrategy(devices)
-
-
 @dataclass
 class Data:
     """The data stage's result: both splits decoded, and which training rows the model fits on."""
@@ -84,7 +75,8 @@ class Data:
 def train(config: TrainConfig) -> dict:
     """Runs training and evaluation; writes the run folder; returns metrics.json's content."""
     started = time.time()
-    run_dir = Path(config.run_dir)
+    strategy = make_strategy(config.strategy)  # first: a multi-worker strategy must precede every TF op
+    run_dir = output_dir(Path(config.run_dir), strategy)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / CONFIG_FILE).write_text(config.to_json(), encoding="utf-8")
     keras.utils.set_random_seed(config.seed)
@@ -94,7 +86,6 @@ def train(config: TrainConfig) -> dict:
     data = load_data(config, run_dir)
     timing["load_seconds"] = time.time() - started
 
-    strategy = make_strategy(config.strategy)
     parts = stages.build_parts(config, strategy, int(data.fit_labels.max()) + 1)
     tick = time.time()
     features = stages.frozen_features(config, parts, data.train_set, data.test_set, data.fit_rows)
@@ -154,7 +145,9 @@ def train(config: TrainConfig) -> dict:
         "timing": {k: round(v, 1) for k, v in timing.items()},
     }
     write_run(run_dir, config, data, metrics, history, trained_train, trained_test)
+    log.info("encoder weights sha256 %s", weights_digest(encoder))
     backup.finish()
+    discard_worker_output(run_dir, strategy)
     return metrics
 
 
@@ -192,6 +185,14 @@ def write_run(run_dir: Path, config: TrainConfig, data: Data, metrics: dict, his
     plot_history(history, run_dir / LOSS_PLOT)
     _save_grid(run_dir / GRID_PLOT, config, data.train_set, data.test_set, data.class_names, trained_train,
                trained_test)
+
+
+def weights_digest(model: keras.Model) -> str:
+    """sha256 of every weight's bytes: equal on workers that trained together."""
+    digest = hashlib.sha256()
+    for weight in model.get_weights():
+        digest.update(np.ascontiguousarray(weight).tobytes())
+    return digest.hexdigest()
 
 
 def _backup_dir(config: TrainConfig, run_dir: Path) -> Path | None:

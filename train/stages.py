@@ -24,6 +24,7 @@ from train import objectives
 from train.checkpoint import EpochBackup
 from train.config import TrainConfig
 from train.data import LoadedImages
+from train.distribute import fit_one_epoch
 from train.features import augmented_view_features, pick_views, run_in_batches
 from train.model import (
     GENERIC_PROJECTION_LAYER,
@@ -107,7 +108,7 @@ def stage_1(config: TrainConfig, strategy, parts: Parts, features: Features, fit
         head_only = keras.Model(vectors, tower.normalize(tower.projection(vectors)))
         model = _compiled(head_only, config, parts.heads, config.head_learning_rate)
     fit_pooled = features.baseline_train[fit_rows]
-    fit_epochs(model, config, fit_labels, lambda idx, _: fit_pooled[idx], config.head_epochs, rng, "stage 1",
+    fit_epochs(model, strategy, config, fit_labels, lambda idx, _: fit_pooled[idx], config.head_epochs, rng, "stage 1",
                teacher, backup, history)
 
 
@@ -136,7 +137,7 @@ def stage_2(config: TrainConfig, strategy, parts: Parts, embedder: keras.Model, 
     schedule = cosine_schedule(config, steps_per_epoch(config, fit_labels))
     with strategy.scope():
         model = _compiled(embedder, config, parts.heads, schedule)
-    fit_epochs(model, config, fit_labels, lambda idx, r: pick_views(views, idx, r), config.fine_tune_epochs,
+    fit_epochs(model, strategy, config, fit_labels, lambda idx, r: pick_views(views, idx, r), config.fine_tune_epochs,
                rng, "stage 2", teacher, backup, history)
 
 
@@ -160,7 +161,7 @@ def generic_branch(config: TrainConfig, tower: Tower, features: Features, fit_ro
     return encoder, embed(raw_train), embed(raw_test)
 
 
-def fit_epochs(model, config: TrainConfig, labels, features_of, epochs: int, rng, stage: str,
+def fit_epochs(model, strategy, config: TrainConfig, labels, features_of, epochs: int, rng, stage: str,
                teacher: np.ndarray | None, backup: EpochBackup, history: dict[str, list[float]]) -> None:
     """``epochs`` epochs, each on freshly drawn batches (one ``model.fit`` call per epoch), their
     losses appended to ``history[stage]``; backed up after every epoch, resumed from the backup."""
@@ -169,8 +170,7 @@ def fit_epochs(model, config: TrainConfig, labels, features_of, epochs: int, rng
     for epoch in range(len(history[stage]), epochs):
         tick = time.time()
         x, y = objectives.epoch_data(config.loss, labels, features_of, batch_size, config.pairs_per_epoch, rng, teacher)
-        result = model.fit(x, y, batch_size=batch_size, epochs=1, shuffle=False, verbose=1 if config.progress else 0)
-        history[stage].append(float(result.history["loss"][-1]))
+        history[stage].append(fit_one_epoch(model, strategy, x, y, batch_size, 1 if config.progress else 0))
         backup.save(stage, model, rng, history)
         log.info("%s epoch %d/%d: loss %.4f (%.0f s)", stage, epoch + 1, epochs, history[stage][-1], time.time() - tick)
 
