@@ -75,6 +75,9 @@ class TrainConfig:
     strategy: str = "default"
     """tf.distribute strategy: default (one device), mirrored (all GPUs, or all logical CPUs), or
     multiworker (MultiWorkerMirroredStrategy over the workers in TF_CONFIG; train.distribute)."""
+    cache_dir: str | None = None
+    """Folder of the frozen-feature caches (clean images' lower-block maps, augmented views), keyed
+    by what made them and reused by later runs with the same inputs; None keeps them in memory only."""
     backup_dir: str | None = None
     """Per-epoch backups for resuming a killed run: None = <run_dir>/backup, "none" = off."""
     seed: int = 0

@@ -9,7 +9,6 @@ The stages themselves are in train.stages.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -21,6 +20,7 @@ import numpy as np
 
 from edge.metrics import roc_auc
 from train import stages
+from train.cache import FeatureCache, weights_digest
 from train.checkpoint import EpochBackup, fingerprint
 from train.config import TrainConfig
 from train.distribute import discard_worker_output, make_strategy, output_dir
@@ -88,7 +88,8 @@ def train(config: TrainConfig) -> dict:
 
     parts = stages.build_parts(config, strategy, int(data.fit_labels.max()) + 1)
     tick = time.time()
-    features = stages.frozen_features(config, parts, data.train_set, data.test_set, data.fit_rows)
+    cache = FeatureCache(Path(config.cache_dir) if config.cache_dir else None)
+    features = stages.frozen_features(config, parts, data.data_dir, data.train_set, data.test_set, data.fit_rows, cache)
     timing["frozen_features_seconds"] = time.time() - tick
     evaluate = _evaluator(config, data)
     baseline_report = evaluate(features.baseline_train, features.baseline_test)
@@ -104,8 +105,8 @@ def train(config: TrainConfig) -> dict:
     tick = time.time()
     embedder = stages.upper_embedder(strategy, parts, features)
     stages.stage_2(
-        config, strategy, parts, embedder, data.train_set, data.fit_rows, data.fit_labels, rng, teacher, backup,
-        history, timing,
+        config, strategy, parts, embedder, data.data_dir, data.train_set, features, cache, data.fit_rows,
+        data.fit_labels, rng, teacher, backup, history, timing,
     )
     timing["stage2_seconds"] = time.time() - tick
 
@@ -187,14 +188,6 @@ def write_run(run_dir: Path, config: TrainConfig, data: Data, metrics: dict, his
                trained_test)
 
 
-def weights_digest(model: keras.Model) -> str:
-    """sha256 of every weight's bytes: equal on workers that trained together."""
-    digest = hashlib.sha256()
-    for weight in model.get_weights():
-        digest.update(np.ascontiguousarray(weight).tobytes())
-    return digest.hexdigest()
-
-
 def _backup_dir(config: TrainConfig, run_dir: Path) -> Path | None:
     if config.backup_dir == "none":
         return None
@@ -204,7 +197,7 @@ def _backup_dir(config: TrainConfig, run_dir: Path) -> Path | None:
 def _run_fingerprint(config: TrainConfig, run_dir: Path) -> str:
     """What a backup must have been made by to be resumed: the configuration (bar the switches
     that do not change the result) and the split lists just written."""
-    settings = {k: v for k, v in json.loads(config.to_json()).items() if k not in ("progress", "backup_dir")}
+    settings = {k: v for k, v in json.loads(config.to_json()).items() if k not in ("progress", "backup_dir", "cache_dir")}
     lists = [(run_dir / name).read_text(encoding="utf-8") for name in (TRAIN_LIST, TEST_LIST)]
     return fingerprint(json.dumps(settings, sort_keys=True), *lists)
 

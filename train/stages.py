@@ -21,6 +21,7 @@ import numpy as np
 
 from edge.metrics import segment_normalize
 from train import objectives
+from train.cache import FeatureCache, files_digest, weights_digest
 from train.checkpoint import EpochBackup
 from train.config import TrainConfig
 from train.data import LoadedImages
@@ -66,6 +67,8 @@ class Features:
     clean_test: np.ndarray
     baseline_train: np.ndarray
     baseline_test: np.ndarray
+    lower_digest: str
+    """sha256 of the frozen lower blocks' weights (part of every feature cache's key; "" without one)."""
 
 
 def build_parts(config: TrainConfig, strategy, num_fit_classes: int) -> Parts:
@@ -78,16 +81,25 @@ def build_parts(config: TrainConfig, strategy, num_fit_classes: int) -> Parts:
     return Parts(tower, heads, lower, upper, pooled)
 
 
-def frozen_features(config: TrainConfig, parts: Parts, train_set: LoadedImages, test_set: LoadedImages,
-                    fit_rows: np.ndarray) -> Features:
-    """Lower-block maps and pooled frozen features of the clean train and test images."""
+def frozen_features(config: TrainConfig, parts: Parts, data_dir, train_set: LoadedImages, test_set: LoadedImages,
+                    fit_rows: np.ndarray, cache: FeatureCache) -> Features:
+    """Lower-block maps (cached on disk with ``cache``) and pooled frozen features of the clean
+    train and test images."""
     if config.weights.lower() == "none":
         recalibrate_batchnorm(parts.tower, train_set.clean[fit_rows])
-    clean_train = run_in_batches(parts.lower, train_set.clean, dtype=np.float32)
-    clean_test = run_in_batches(parts.lower, test_set.clean, dtype=np.float32)
+    lower_digest = weights_digest(parts.lower) if cache.folder else ""
+    key = {"lower_weights": lower_digest, "input_size": config.input_size, "block": config.fine_tune_from_block}
+    clean_train = cache.load_or_make(
+        "clean-train", lambda: {**key, "images": files_digest(data_dir, [r.path for r in train_set.records])},
+        lambda: run_in_batches(parts.lower, train_set.clean, dtype=np.float32),
+    )
+    clean_test = cache.load_or_make(
+        "clean-test", lambda: {**key, "images": files_digest(data_dir, [r.path for r in test_set.records])},
+        lambda: run_in_batches(parts.lower, test_set.clean, dtype=np.float32),
+    )
     baseline_train = run_in_batches(parts.pooled, clean_train, dtype=np.float32)
     baseline_test = run_in_batches(parts.pooled, clean_test, dtype=np.float32)
-    return Features(clean_train, clean_test, baseline_train, baseline_test)
+    return Features(clean_train, clean_test, baseline_train, baseline_test, lower_digest)
 
 
 def distillation_teacher(config: TrainConfig, features: Features, fit_rows: np.ndarray) -> np.ndarray | None:
@@ -120,18 +132,23 @@ def upper_embedder(strategy, parts: Parts, features: Features) -> keras.Model:
         return keras.Model(maps, tower.normalize(tower.projection(tower.pool(parts.upper(maps)))))
 
 
-def stage_2(config: TrainConfig, strategy, parts: Parts, embedder: keras.Model, train_set: LoadedImages,
-            fit_rows: np.ndarray, fit_labels: np.ndarray, rng: np.random.Generator, teacher: np.ndarray | None,
-            backup: EpochBackup, history: dict[str, list[float]], timing: dict[str, float]) -> None:
+def stage_2(config: TrainConfig, strategy, parts: Parts, embedder: keras.Model, data_dir, train_set: LoadedImages,
+            features: Features, cache: FeatureCache, fit_rows: np.ndarray, fit_labels: np.ndarray,
+            rng: np.random.Generator, teacher: np.ndarray | None, backup: EpochBackup, history: dict[str, list[float]], timing: dict[str, float]) -> None:
     """Fine-tunes the top blocks on cached lower-block maps of augmented views; losses into ``history``."""
     history["stage 2"] = []
     if config.fine_tune_epochs <= 0:
         return
     tick = time.time()
-    views = augmented_view_features(
+    key = lambda: {  # noqa: E731
+        "lower_weights": features.lower_digest, "input_size": config.input_size, "block": config.fine_tune_from_block,
+        "views": config.augmented_views, "seed": config.seed,
+        "images": files_digest(data_dir, [train_set.records[i].path for i in fit_rows]),
+    }
+    views = cache.load_or_make("views", key, lambda: augmented_view_features(
         parts.lower, [train_set.sources[i] for i in fit_rows], config.input_size, config.augmented_views,
         config.seed, progress=config.progress,
-    )
+    ))
     timing["augmented_views_seconds"] = time.time() - tick
     set_fine_tuning(parts.tower, config.fine_tune_from_block)
     schedule = cosine_schedule(config, steps_per_epoch(config, fit_labels))
