@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import weakref
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -85,11 +86,13 @@ def fit_one_epoch(model, strategy, x, y, batch_size: int, verbose: int) -> float
 
     data = (tuple(x) if isinstance(x, list) else x, y)
     with strategy.scope():
-        if not model.optimizer.built:
+        if model not in _STEPS:
             first = tf.nest.map_structure(lambda a: a[:batch_size], data)
             model._symbolic_build(data_batch=first)  # what fit does first, without the failing reduce
-            model.optimizer.build(model.trainable_variables)
-        step = _STEPS.get(id(model)) or _STEPS.setdefault(id(model), _train_step(model, strategy))
+            if not model.optimizer.built:  # (a resumed run has built it to load its state)
+                model.optimizer.build(model.trainable_variables)
+            _STEPS[model] = _train_step(model, strategy)
+        step = _STEPS[model]
         for metric in model.metrics:
             metric.reset_state()
         batches = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensor_slices(data).batch(batch_size))
@@ -99,8 +102,8 @@ def fit_one_epoch(model, strategy, x, y, batch_size: int, verbose: int) -> float
     return float(loss)
 
 
-_STEPS: dict[int, object] = {}
-"""The traced train step of every model fitted under a multi-worker strategy (traced once)."""
+_STEPS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+"""The train step of every model fitted under a multi-worker strategy, traced once per model."""
 
 
 def _train_step(model, strategy):
