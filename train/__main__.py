@@ -58,6 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--batch-size", type=int, default=defaults.batch_size, help="batch size")
     add("--pairs-per-epoch", type=int, default=defaults.pairs_per_epoch, help="pairs per epoch (pair losses)")
     add("--strategy", choices=STRATEGIES, default=defaults.strategy, help="tf.distribute strategy")
+    add("--cache-dir", default=None,
+        help="keep the frozen-feature caches here, reused by later runs with the same inputs (default: memory only)")
+    add("--backup-dir", default=None,
+        help="per-epoch backups to resume a killed run from (default <run-dir>/backup; 'none' = off)")
     add("--seed", type=int, default=defaults.seed, help="random seed")
     add("--max-images-per-class", type=int, default=None, help="cap per class, for quick experiments")
     add("--eval-pairs", type=int, default=defaults.eval_pairs, help="balanced verification test pairs")

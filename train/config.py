@@ -10,7 +10,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_RUN_DIR = REPO_ROOT / "artifacts" / "run"
 LOSSES = ("softmax", "triplet", "contrastive", "bce")
-STRATEGIES = ("default", "mirrored")
+STRATEGIES = ("default", "mirrored", "multiworker")
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,13 @@ class TrainConfig:
     pairs_per_epoch: int = 4096
     """Pairs per epoch for the pair losses (contrastive, bce)."""
     strategy: str = "default"
-    """tf.distribute strategy: default (one device) or mirrored (all GPUs, or all logical CPUs)."""
+    """tf.distribute strategy: default (one device), mirrored (all GPUs, or all logical CPUs), or
+    multiworker (MultiWorkerMirroredStrategy over the workers in TF_CONFIG; train.distribute)."""
+    cache_dir: str | None = None
+    """Folder of the frozen-feature caches (clean images' lower-block maps, augmented views), keyed
+    by what made them and reused by later runs with the same inputs; None keeps them in memory only."""
+    backup_dir: str | None = None
+    """Per-epoch backups for resuming a killed run: None = <run_dir>/backup, "none" = off."""
     seed: int = 0
     """Seed for augmentation, sampling and initialisation."""
     max_images_per_class: int | None = None

@@ -11,6 +11,7 @@ re-evaluation (train.evaluate) and export (export.pipeline, through train.run_fo
       loss.png, retrieval_grid.png
       split/train.txt      <relative image path>\t<class> per line
       split/test.txt
+      backup/              per-epoch backups while the run is going (deleted when it ends)
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ GRID_PLOT = "retrieval_grid.png"
 SPLIT_DIR = "split"
 TRAIN_LIST = f"{SPLIT_DIR}/train.txt"
 TEST_LIST = f"{SPLIT_DIR}/test.txt"
+BACKUP_DIR = "backup"
 
 REQUIRED_FILES = (CONFIG_FILE, ENCODER_FILE, CLASSES_FILE, METRICS_FILE, TRAIN_LIST, TEST_LIST)
 """What a finished run holds and later steps need (checked by train.run_folder.open_run)."""

@@ -1,0 +1,115 @@
+"""Per-epoch backups of the training stages, so a killed run started again with the same command
+resumes where it stopped and ends with the same metrics as an uninterrupted run.
+
+``keras.callbacks.BackupAndRestore`` restores the epoch of *one* ``fit`` call. Training here is two
+stages on cached features, each epoch its own ``fit`` on freshly drawn batches, so this saves the
+same things at the same moment (the end of every epoch) plus what BackupAndRestore cannot know:
+which stage the epoch belongs to, the losses so far, and the random state the next epoch's batches
+are drawn from (the run's numpy Generator and Python's ``random``, which seeds Keras initialisers).
+
+    <backup>/state.json                  stage, epochs done, losses, random states, weights file
+    <backup>/<stage>-epoch-<n>.weights.h5 model + optimizer state (``Model.save_weights``)
+
+state.json is replaced atomically after its weights file is complete, so a kill at any moment
+leaves the previous epoch's backup usable. A backup made by another configuration or data split
+(its fingerprint differs) is ignored and overwritten. The folder is deleted when the run finishes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from edge.atomic import write_text_atomic
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "state.json"
+STAGES = ("stage 1", "stage 2")
+"""The checkpointed stages in the order they run."""
+
+
+def fingerprint(*parts: str) -> str:
+    """sha256 over what decides a run's result (its configuration, its split lists)."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part.encode("utf-8") + b"\0")
+    return digest.hexdigest()
+
+
+class EpochBackup:
+    """Saves after every epoch; on a restart, skips finished stages and restores the epoch reached."""
+
+    def __init__(self, folder: Path | None, run_fingerprint: str):
+        """``folder`` None turns backups off (nothing is saved or restored)."""
+        self.folder = Path(folder) if folder else None
+        self.fingerprint = run_fingerprint
+        self.state = self._read_state()
+
+    def _read_state(self) -> dict | None:
+        if self.folder is None or not (self.folder / STATE_FILE).is_file():
+            return None
+        state = json.loads((self.folder / STATE_FILE).read_text(encoding="utf-8"))
+        if state.get("fingerprint") != self.fingerprint:
+            log.warning("ignoring the backup in %s: made by another configuration or data split", self.folder)
+            return None
+        log.info("resuming from %s: %s, %d epoch(s) done", self.folder, state["stage"], state["epochs_done"])
+        return state
+
+    def resume(self, stage: str, model, rng: np.random.Generator) -> list[float]:
+        """The losses of the epochs of ``stage`` already done (all of them when a later stage was
+        reached). When the backup ends inside ``stage``, loads its weights and optimizer state into
+        ``model`` and puts the random states back as they were after that epoch."""
+        if self.state is None or STAGES.index(self.state["stage"]) < STAGES.index(stage):
+            return []
+        losses = list(self.state["history"].get(stage, []))
+        if self.state["stage"] == stage:
+            # The optimizer's variables exist only after its first step; create them to load into.
+            model.optimizer.build(model.trainable_variables)
+            model.load_weights(self.folder / self.state["weights"])
+            rng.bit_generator.state = self.state["numpy_rng"]
+            version, internal, gauss = self.state["python_random"]
+            random.setstate((version, tuple(internal), gauss))
+        return losses
+
+    def save(self, stage: str, model, rng: np.random.Generator, history: dict[str, list[float]]) -> None:
+        """Backs up the end of the epoch just finished (``len(history[stage])`` epochs done)."""
+        if self.folder is None:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        done = len(history[stage])
+        weights = f"{stage.replace(' ', '-')}-epoch-{done:04d}.weights.h5"
+        model.save_weights(self.folder / weights)
+        state = {
+            "fingerprint": self.fingerprint,
+            "stage": stage,
+            "epochs_done": done,
+            "history": history,
+            "weights": weights,
+            "numpy_rng": rng.bit_generator.state,
+            "python_random": random.getstate(),
+        }
+        write_text_atomic(self.folder / STATE_FILE, json.dumps(state, default=_jsonable) + "\n")
+        for old in self.folder.glob("*.weights.h5"):
+            if old.name != weights:
+                old.unlink()
+        self.state = state
+
+    def finish(self) -> None:
+        """The run is complete: the backup is no longer needed."""
+        if self.folder is not None and self.folder.exists():
+            shutil.rmtree(self.folder)
+
+
+def _jsonable(value):
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, tuple):
+        return list(value)
+    raise TypeError(f"cannot store {type(value).__name__} in a backup's state.json")
