@@ -11,6 +11,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import BinaryIO, Callable
 
 
 def fsync_dir(path: Path) -> None:
@@ -42,13 +43,20 @@ def current_umask() -> int:
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     """Writes to a temporary file in the same folder, fsyncs it, then renames it over ``path``."""
+    write_atomic(path, lambda handle: handle.write(data))
+
+
+def write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """``write(handle)`` into a temporary file in the same folder (mode from the umask), fsync,
+    rename over ``path``; on any failure the temporary file is removed and ``path`` is untouched.
+    For large arrays: ``write_atomic(p, lambda f: np.save(f, array))`` streams without a copy."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)

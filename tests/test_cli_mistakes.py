@@ -185,18 +185,23 @@ def test_video_under_dev_shm_is_a_file_not_a_live_camera(tiny_bundle):
     assert [json.loads(line)["query"] for line in result.stdout.splitlines()] == [0, 1, 2, 3, 4]  # played once
 
 
-def test_ctrl_c_in_the_camera_loop_exits_130(tiny_bundle, tmp_path):
-    video = write_video(tmp_path / "long.avi", 20_000)
-    process = subprocess.Popen([sys.executable, "-m", "edge.search", "--bundle", str(tiny_bundle), "--camera",
-                                str(video), "--headless", "--json"], cwd=REPO_ROOT, stdout=subprocess.PIPE,
+def _signal_the_camera_loop(bundle, video, signum, *extra):
+    """Starts a camera search on a long video, waits for its first line, sends ``signum``."""
+    process = subprocess.Popen([sys.executable, "-m", "edge.search", "--bundle", str(bundle), "--camera",
+                                str(video), "--headless", "--json", *extra], cwd=REPO_ROOT, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     try:
         assert json.loads(process.stdout.readline())["matches"]  # the loop is running
-        process.send_signal(signal.SIGINT)
+        process.send_signal(signum)
         _, err = process.communicate(timeout=60)
     finally:
         process.kill()
-    assert process.returncode == 130, err
+    return process.returncode, err
+
+
+def test_ctrl_c_in_the_camera_loop_exits_130(tiny_bundle, tmp_path):
+    code, err = _signal_the_camera_loop(tiny_bundle, write_video(tmp_path / "long.avi", 20_000), signal.SIGINT)
+    assert code == 130, err
     assert "Traceback" not in err and "stopped by Ctrl-C" in err
 
 
@@ -204,16 +209,8 @@ def test_sigterm_in_the_camera_loop_closes_everything_and_exits_143(tiny_bundle,
     """systemctl stop sends SIGTERM: the loop unwinds like Ctrl-C (camera, web view and watcher
     closed: the message is logged after they are) instead of dying where it stands."""
     video = write_video(tmp_path / "long.avi", 20_000)
-    process = subprocess.Popen([sys.executable, "-m", "edge.search", "--bundle", str(tiny_bundle), "--camera",
-                                str(video), "--headless", "--json", "--serve", "127.0.0.1:0"], cwd=REPO_ROOT,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert json.loads(process.stdout.readline())["matches"]  # the loop is running
-        process.send_signal(signal.SIGTERM)
-        _, err = process.communicate(timeout=60)
-    finally:
-        process.kill()
-    assert process.returncode == 143, err
+    code, err = _signal_the_camera_loop(tiny_bundle, video, signal.SIGTERM, "--serve", "127.0.0.1:0")
+    assert code == 143, err
     assert "Traceback" not in err and "stopped by SIGTERM" in err
 
 

@@ -16,14 +16,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
 
-from edge.atomic import write_text_atomic
+from edge.atomic import write_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -68,16 +66,7 @@ class FeatureCache:
             return np.load(array_path)
         array = make()
         self.folder.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=self.folder, prefix=f".{name}-", suffix=".npy")
-        try:
-            with os.fdopen(handle, "wb") as out:
-                np.save(out, array)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(temporary, array_path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        write_atomic(array_path, lambda out: np.save(out, array))
         write_text_atomic(meta_path, json.dumps({"key": full, "made_from": json.loads(text)}, indent=2) + "\n")
         log.info("cached %s in %s", name, array_path)
         return array
