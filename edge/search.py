@@ -68,7 +68,7 @@ def match_line(query, result: Identification) -> str:
 
 
 def human_line(query, result: Identification) -> str:
-    shown = ", ".join(f"{m.label} {m.similarity:.3f}" for m in result.matches)
+    shown = ", ".join(f"{m.label} {m.score:.3f}" for m in result.matches)
     decision = result.label if result.label is not None else f"unknown ({result.reason})"
     return f"{query}: {decision} | {shown}"
 

@@ -78,6 +78,7 @@ def test_search_ranks_by_the_documented_blend_and_reports_plain_cosines(tmp_path
     assert weight > 0
     stored = json.loads((root / (root / CURRENT).read_text().strip() / GALLERY_INFO).read_text())
     assert stored["comparison"]["prototype_weight"] == weight
+    assert stored["schema_version"] == 3  # a runtime that ranks without the vote must refuse it
     names, ids = label_ids_of(labels)
     compared = gallery.comparison.apply(vectors)  # (centred on the gallery when the fit chose it)
     means = np.stack([compared[ids == i].mean(0) for i in range(len(names))])
@@ -141,3 +142,27 @@ def test_a_version_written_before_the_vote_loads_as_plain_search():
     values = Comparison.default((), DIM).to_json()
     del values["prototype_weight"], values["loo_precision_by_prototype_weight"]
     assert Comparison.from_json(values, None).prototype_weight == 0.0
+
+
+def test_a_gallery_too_small_to_calibrate_keeps_no_vote(tmp_path):
+    """Fewer impostors than calibrate needs: the threshold is the manifest's plain-cosine one, so
+    ranking must stay plain cosine too (a voted score would be judged on the wrong scale)."""
+    vectors, labels = _loose_labels_with_strays(per_label=5, strays=1)
+    assert fit_comparison(vectors, labels, ()).prototype_weight > 0  # the fit alone would vote
+    root, gallery = _committed(tmp_path, vectors, labels)
+    assert gallery.calibration.source == "bundle" and gallery.comparison.prototype_weight == 0.0
+    stored = json.loads((root / (root / CURRENT).read_text().strip() / GALLERY_INFO).read_text())
+    assert stored["schema_version"] == 2
+
+
+def test_nothing_in_view_compares_with_the_nearest_item_whatever_k(tmp_path):
+    vectors, labels = _loose_labels_with_strays()
+    root = tmp_path / "g"
+    items = GalleryItems(vectors, list(labels), [f"img{i}.jpg" for i in range(len(labels))], [None] * len(labels))
+    query = vectors[0]  # a stray of c0 in c1's cloud: its own item is the nearest, at cosine 1
+    background = np.stack([l2_normalize((query + 0.05 * np.eye(DIM)[1]).astype(np.float32)[None])[0]])
+    enrol.commit(root, items, enrol.GallerySettings("sha", (), 0.5, 0.1), background)
+    gallery = load_gallery(root)
+    assert gallery.comparison.prototype_weight > 0
+    reasons = {k: gallery.identify(query, k).reason for k in (1, 3, 5, 10)}
+    assert len(set(reasons.values())) == 1 and reasons[1] != "nothing in view"  # nearer to itself than to the wall

@@ -119,7 +119,7 @@ def _calibration_line(comparison: dict, calibration: dict) -> str:
     centred = ", centred" if comparison.get("centred") else ""
     if comparison.get("prototype_weight"):
         centred += f", label vote {comparison['prototype_weight']:g}"
-    text = f"comparison: {comparison.get('source', 'bundle')} ({share}{centred}); unknown below similarity " \
+    text = f"comparison: {comparison.get('source', 'bundle')} ({share}{centred}); unknown below score " \
            f"{calibration['threshold']:.3f} ({calibration['source']}, target FAR {calibration['far']:.3g}"
     if calibration.get("estimated_frr") is not None:
         text += f", leave-one-out FAR {calibration['estimated_far']:.3f} FRR {calibration['estimated_frr']:.3f}"

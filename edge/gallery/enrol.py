@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
@@ -151,6 +151,9 @@ def commit(root: Path, items: GalleryItems, settings: GallerySettings, backgroun
     fallback = bundle_calibration(settings.manifest_threshold, settings.far)
     calibration = calibrate(vectors, items.labels, settings.far, fallback, loo_queries(items.labels),
                             comparison.prototype_weight)
+    if calibration.source != "gallery" and comparison.prototype_weight > 0:
+        # Too few impostors to fit a threshold: the fallback is a plain-cosine threshold, so no vote.
+        comparison = replace(comparison, prototype_weight=0.0)
     version = save_gallery(root, items, settings.model_sha256, trees, search_k, comparison=comparison,
                            calibration=calibration, background=background)
     prune_thumbnails(root, items.thumbnails)

@@ -171,12 +171,12 @@ class Gallery:
         """Top-k matches plus the decision: the top label when it is close enough and nearer
         than every "nothing" frame (edge.gallery.openset), else None."""
         query = self.compare(vector)
-        matches = self._search(query, k, search_k, exact)
+        matches, nearest = self._ranked(query, k, search_k, exact)
         if not matches:
             return Identification(None, [], "empty gallery")
         score = matches[0].score
         threshold = self.calibration.threshold if self.calibration else float("nan")
-        nearest = max(m.similarity for m in matches)  # plain cosine, as the background is compared
+        # the nearest enrolled item by plain cosine (as the background is compared), whatever k
         if self.background is not None and float((self.background @ query).max()) >= nearest:
             return Identification(None, matches, "nothing in view", score, threshold)
         if self.calibration is not None and score < threshold:
@@ -190,8 +190,13 @@ class Gallery:
         return float((self.background @ self.compare(vector)).max()) >= than
 
     def _search(self, query: np.ndarray, k: int, search_k: int | None, exact: bool | None) -> list[Match]:
+        return self._ranked(query, k, search_k, exact)[0]
+
+    def _ranked(self, query: np.ndarray, k: int, search_k: int | None,
+                exact: bool | None) -> tuple[list[Match], float]:
+        """The top ``k`` by score, and the highest plain cosine of any item searched."""
         if len(self) == 0:
-            return []
+            return [], float("-inf")
         k = min(k, len(self))
         if exact is None:
             exact = len(self) <= EXACT_SEARCH_MAX_ITEMS
@@ -214,7 +219,8 @@ class Gallery:
             vote = (self.prototypes @ query)[None, :]
             scores = blended(similarity[None, :], vote, self.label_ids[candidates], self.comparison.prototype_weight)[0]
         order = np.argsort(-scores, kind="stable")[:k]
-        return [self._match(int(candidates[i]), float(similarity[i]), float(scores[i])) for i in order]
+        matches = [self._match(int(candidates[i]), float(similarity[i]), float(scores[i])) for i in order]
+        return matches, float(np.max(similarity))
 
     def _match(self, i: int, similarity: float, score: float) -> Match:
         items = self.items

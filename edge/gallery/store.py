@@ -66,7 +66,10 @@ except ImportError:  # pragma: no cover - exercised in the package test's venv
 log = logging.getLogger(__name__)
 
 GALLERY_SCHEMA = 2
-READABLE_GALLERY_SCHEMAS = (1, 2)
+VOTING_GALLERY_SCHEMA = 3
+"""Written when the fitted comparison has a label vote: a runtime that does not know the vote
+(0.2.x) would rank by plain cosine against a threshold fitted on voted scores, so it must refuse."""
+READABLE_GALLERY_SCHEMAS = (1, 2, 3)
 BACKGROUND_FILE = "background.npy"
 CENTRES_FILE = "centres.npy"
 DEFAULT_TREES = 32
@@ -185,7 +188,8 @@ def save_gallery(
         if AnnoyIndex is not None and len(items):
             _build_index(version / GALLERY_INDEX, comparison.apply(embeddings), trees)
         info = {
-            "schema_version": GALLERY_SCHEMA, "embedding_size": dim, "metric": "angular",
+            "schema_version": VOTING_GALLERY_SCHEMA if comparison is not None and comparison.prototype_weight > 0
+            else GALLERY_SCHEMA, "embedding_size": dim, "metric": "angular",
             "distance": "cosine (1 - cos)", "trees": int(trees), "search_k": int(search_k), "count": len(items),
             "model_sha256": model_sha256, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "comparison": comparison.to_json(),

@@ -53,7 +53,7 @@ def run_camera(bundle: Bundle, gallery: Gallery, args: argparse.Namespace) -> in
                 if args.json:
                     print(frame_line(record), flush=True)
                 elif not window:
-                    shown = ", ".join(f"{m.label} {m.similarity:.3f}" for m in answer.matches)
+                    shown = ", ".join(f"{m.label} {m.score:.3f}" for m in answer.matches)
                     decision = answer.label if answer.label is not None else f"unknown ({answer.reason})"
                     print(f"frame {frame.number}: {decision} | {shown} ({record['latency_ms']:.0f} ms)", flush=True)
                 if view is not None:
