@@ -3,7 +3,7 @@
 Never imports TensorFlow, train/ or export/.
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 import os
 
