@@ -136,20 +136,19 @@ def fit_comparison(embeddings: np.ndarray, labels: Sequence[str], segments: Sequ
       The best candidate, or the bundle's comparison when there is too little to tell or no
       candidate beats it by MIN_GAIN; either way with the prototype weight fitted on top.
     """
-    chosen = _fit_segments(embeddings, labels, segments, seed)
     queries = loo_queries(labels, seed)
-    if queries is None or not len(chosen.sizes):
+    chosen = _fit_segments(embeddings, labels, segments, queries)
+    if queries is None:
         return chosen
     weight, tried = fit_prototype_weight(chosen.apply(embeddings), labels, queries, LOO_K)
     return replace(chosen, prototype_weight=weight, prototype_scores=tuple(sorted(tried.items())))
 
 
 def _fit_segments(embeddings: np.ndarray, labels: Sequence[str], segments: Sequence[Mapping],
-                  seed: int = 0) -> Comparison:
-    """fit_comparison's first half: segment weights and centring."""
+                  queries: np.ndarray | None) -> Comparison:
+    """fit_comparison's first half: segment weights and centring, on the leave-one-out ``queries``."""
     embeddings = np.asarray(embeddings, dtype=np.float32)
     default = Comparison.default(segments, embeddings.shape[1] if embeddings.ndim == 2 else 0)
-    queries = loo_queries(labels, seed)
     if queries is None:
         return default
     label_ids = np.unique(np.asarray(labels), return_inverse=True)[1]
