@@ -8,8 +8,8 @@ galleries are committed with the device's own code (edge.gallery.enrol.commit: t
 comparison and the "unknown" calibration), then queried as ``edge.search`` does. Reports:
 
 - unseen-class P@1/P@5, gallery = the unseen classes only and = every class, against frozen
-  ImageNet MobileNetV2 features on the same images (plain cosine, and with the device's label
-  vote fitted to them too), with paired bootstrap intervals;
+  ImageNet MobileNetV2 features on the same images (plain cosine, and with the device's gallery
+  fit, centring and label vote, applied to them too), with paired bootstrap intervals;
 - open-set answers at ``--far``, gallery = the unseen classes: their queries accepted with the
   right label; queries of the trained classes (not enrolled) rejected; blank / noise / dark /
   blurred frames (a generator and seeds unlike the gallery's references) rejected.
@@ -111,23 +111,22 @@ def _precision(ranked: list[list[str]], labels: np.ndarray, k: int) -> np.ndarra
 
 
 def _baseline_ranked(gallery: np.ndarray, gallery_labels: np.ndarray, queries: np.ndarray, k: int = 5,
-                     vote: bool = False) -> tuple[list[list[str]], float]:
-    """Top-k labels of frozen-feature cosine search, and the prototype weight used: 0 (the
-    baseline as defined), or with ``vote`` the device's own label-vote fit applied to the frozen
-    features, so README can say how much of the gain is the fit and how much the encoder."""
-    from edge.gallery.comparison import loo_queries
-    from edge.gallery.prototypes import blended, fit_prototype_weight, label_ids_of, prototypes
-    from edge.metrics import l2_normalize
+                     fit: bool = False) -> tuple[list[list[str]], dict]:
+    """Top-k labels of frozen-feature cosine search, and the comparison used: plain cosine (the
+    baseline as defined), or with ``fit`` the device's own gallery fit (centring and label vote,
+    edge.gallery.comparison.fit_comparison) applied to the frozen features, so README can say how
+    much of a gain is the fit and how much the encoder."""
+    from edge.gallery.comparison import Comparison, fit_comparison
+    from edge.gallery.prototypes import blended, label_ids_of, prototypes
 
-    vectors, queries = l2_normalize(gallery), l2_normalize(queries)
-    similarity = queries @ vectors.T
-    weight = 0.0
-    if vote:
-        weight, _ = fit_prototype_weight(vectors, list(gallery_labels), loo_queries(list(gallery_labels)))
-        names, ids = label_ids_of(list(gallery_labels))
-        similarity = blended(similarity, queries @ prototypes(vectors, ids, len(names)).T, ids, weight)
+    comparison = fit_comparison(gallery, list(gallery_labels), ()) if fit else Comparison.default((), gallery.shape[1])
+    vectors, queries = comparison.apply(gallery), comparison.apply(queries)
+    names, ids = label_ids_of(list(gallery_labels))
+    similarity = blended(queries @ vectors.T, queries @ prototypes(vectors, ids, len(names)).T, ids,
+                         comparison.prototype_weight)
     order = np.argsort(-similarity, axis=1, kind="stable")[:, :k]
-    return gallery_labels[order].tolist(), weight
+    used = {"centred": comparison.centres is not None, "prototype_weight": comparison.prototype_weight}
+    return gallery_labels[order].tolist(), used
 
 
 def evaluate(bundle_dir: Path, data_dir: Path, weights: str, fars: Sequence[float], cache: Path | None) -> dict:
@@ -163,18 +162,18 @@ def _galleries(device, base, labels, is_train, unseen, blank_vectors, settings, 
             results = [gallery.identify(device[q], 5) for q in queries]
             ranked = [[m.label for m in r.matches] for r in results]
             base_ranked, _ = _baseline_ranked(base[rows], labels[rows], base[queries])
-            voted_ranked, voted_weight = _baseline_ranked(base[rows], labels[rows], base[queries], vote=True)
+            fitted_ranked, fitted = _baseline_ranked(base[rows], labels[rows], base[queries], fit=True)
             entry = {"gallery_items": int(rows.sum()), "queries": int(len(queries)),
                      "comparison": gallery.info["comparison"], "calibration": gallery.calibration.to_json(),
-                     "baseline_with_vote_weight": voted_weight}
+                     "baseline_with_fit": fitted}
             for k in (1, 5):
                 device_p, base_p = _precision(ranked, labels[queries], k), _precision(base_ranked, labels[queries], k)
-                voted_p = _precision(voted_ranked, labels[queries], k)
+                fitted_p = _precision(fitted_ranked, labels[queries], k)
                 entry[f"device_precision@{k}"] = float(device_p.mean())
                 entry[f"baseline_precision@{k}"] = float(base_p.mean())
                 entry[f"difference@{k}"] = paired_bootstrap(device_p, base_p)
-                entry[f"baseline_with_vote_precision@{k}"] = float(voted_p.mean())
-                entry[f"difference_to_baseline_with_vote@{k}"] = paired_bootstrap(device_p, voted_p)
+                entry[f"baseline_with_fit_precision@{k}"] = float(fitted_p.mean())
+                entry[f"difference_to_baseline_with_fit@{k}"] = paired_bootstrap(device_p, fitted_p)
             accepted = np.array([r.label is not None for r in results])
             correct = np.array([r.label == label for r, label in zip(results, labels[queries])])
             entry["open_set"] = {"enrolled_accepted_correct": float(correct.mean()),

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from edge.gallery import enrol
-from edge.gallery.comparison import Comparison, fit_comparison, loo_queries
+from edge.gallery.comparison import Comparison, _loo_precision, fit_comparison, loo_queries
 from edge.gallery.openset import bundle_calibration, calibrate
-from edge.gallery.prototypes import PROTOTYPE_WEIGHTS, fit_prototype_weight, label_ids_of
+from edge.gallery.prototypes import PROTOTYPE_WEIGHTS, label_ids_of
 from edge.gallery.store import GalleryItems, load_gallery
 from edge.layout import CURRENT, GALLERY_INFO
 from edge.metrics import l2_normalize
@@ -46,22 +46,25 @@ def _loose_label_beside_a_tight_one(seed=0, per_label=30):
 
 def test_vote_is_fitted_where_labels_outvote_their_strays():
     vectors, labels = _loose_labels_with_strays()
-    weight, tried = fit_prototype_weight(vectors, labels, loo_queries(labels))
+    comparison = fit_comparison(vectors, labels, ())
+    tried = dict(comparison.prototype_scores)
     assert set(tried) == set(PROTOTYPE_WEIGHTS)
-    assert weight > 0 and tried[weight] >= tried[0.0] + 0.005
+    assert comparison.prototype_weight > 0 and tried[comparison.prototype_weight] >= tried[0.0] + 0.005
+    assert comparison.score == pytest.approx(tried[comparison.prototype_weight])
 
 
 def test_vote_is_refused_where_a_tight_label_would_outvote_a_loose_one():
     vectors, labels = _loose_label_beside_a_tight_one()
-    weight, tried = fit_prototype_weight(vectors, labels, loo_queries(labels))
-    assert weight == 0.0
+    assert fit_comparison(vectors, labels, ()).prototype_weight == 0.0
+    ids = label_ids_of(labels)[1]
+    tried = _loo_precision({False: [vectors]}, [(False, None)], ids, loo_queries(labels), (1.0,))[(False, None)]
     assert tried[0.0] > max(tried[w] for w in PROTOTYPE_WEIGHTS if w > 0)
 
 
 def test_too_few_images_fit_no_vote():
     vectors, labels = _loose_labels_with_strays(per_label=1, strays=0)
-    assert fit_prototype_weight(vectors, labels, loo_queries(labels)) == (0.0, {})
-    assert fit_comparison(vectors, labels, ()).prototype_weight == 0.0
+    comparison = fit_comparison(vectors, labels, ())
+    assert comparison.prototype_weight == 0.0 and comparison.prototype_scores == () and comparison.source == "bundle"
 
 
 def _committed(tmp_path, vectors, labels, name="g"):

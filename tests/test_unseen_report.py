@@ -14,9 +14,9 @@ def test_report_on_a_real_bundle_has_every_figure_within_range(tiny_bundle, tmp_
     report = json.loads(out.read_text())
     gallery = report["by_far"]["0.1"]["galleries"]["enrolled_only"]
     assert gallery["gallery_items"] > 0 and gallery["queries"] > 0
-    for key in ("device_precision@5", "baseline_precision@5", "baseline_with_vote_precision@5"):
+    for key in ("device_precision@5", "baseline_precision@5", "baseline_with_fit_precision@5"):
         assert 0.0 <= gallery[key] <= 1.0
-    for key in ("difference@5", "difference_to_baseline_with_vote@5"):
+    for key in ("difference@5", "difference_to_baseline_with_fit@5"):
         low, high = gallery[key]["ci95"]
         assert low <= gallery[key]["difference"] <= high
     assert gallery["comparison"]["prototype_weight"] in (0.0, 0.25, 0.5, 0.75)

@@ -70,36 +70,27 @@ def leave_one_out_prototype_similarity(vectors: np.ndarray, rows: np.ndarray, la
     return similarity.astype(np.float32)
 
 
-def fit_prototype_weight(vectors: np.ndarray, labels: Sequence[str], queries: np.ndarray | None,
-                         k: int = 5) -> tuple[float, dict[float, float]]:
-    """The weight from PROTOTYPE_WEIGHTS with the best leave-one-out precision, 0.0 unless it
-    beats plain search by MIN_GAIN; and every candidate's precision (empty when not fitted).
+def leave_one_out_hits(similarity: np.ndarray, prototype_similarity: np.ndarray, rows: np.ndarray,
+                       label_ids: np.ndarray, depth: np.ndarray) -> dict[float, float]:
+    """For every weight in PROTOTYPE_WEIGHTS, the summed leave-one-out precision of gallery items
+    ``rows`` used as queries.
 
     Args:
-      vectors: (N, D) gallery vectors as the gallery compares them.
-      labels: their labels.
-      queries: leave-one-out query indices (comparison.loo_queries), None when too few to tell.
-      k: precision depth (capped per query at its label's other items).
+      similarity: (len(rows), N) cosines of the rows to every gallery item.
+      prototype_similarity: (len(rows), labels) from leave_one_out_prototype_similarity.
+      rows: the query items' indices into the gallery (left out of their own ranking).
+      label_ids: (N,) every item's label index.
+      depth: (len(rows),) precision depth of each query, at least 1 (K capped at its label's
+        other items).
     """
-    if queries is None or len(queries) == 0:
-        return 0.0, {}
-    names, label_ids = label_ids_of(labels)
-    sums, counts = label_sums(vectors, label_ids, len(names))
-    depth = np.minimum(k, counts[label_ids[queries]] - 1)
     top_k = int(depth.max())
-    totals = dict.fromkeys(PROTOTYPE_WEIGHTS, 0.0)
-    for start in range(0, len(queries), CHUNK):
-        rows = queries[start : start + CHUNK]
-        similarity = vectors[rows] @ vectors.T
-        prototype_similarity = leave_one_out_prototype_similarity(vectors, rows, label_ids, sums, counts)
-        mask = np.arange(top_k)[None, :] < depth[start : start + CHUNK][:, None]
-        for weight in PROTOTYPE_WEIGHTS:
-            scores = blended(similarity, prototype_similarity, label_ids, weight).copy()
-            scores[np.arange(len(rows)), rows] = -np.inf  # leave the query out
-            top = np.argpartition(-scores, top_k - 1, axis=1)[:, :top_k]
-            order = np.take_along_axis(top, np.argsort(-np.take_along_axis(scores, top, 1), 1, kind="stable"), 1)
-            hits = (label_ids[order] == label_ids[rows][:, None]) & mask
-            totals[weight] += float((hits.sum(1) / depth[start : start + CHUNK]).sum())
-    precision = {w: totals[w] / len(queries) for w in PROTOTYPE_WEIGHTS}
-    best = max(PROTOTYPE_WEIGHTS, key=lambda w: (precision[w], -w))
-    return (best if precision[best] >= precision[0.0] + MIN_GAIN else 0.0), precision
+    mask = np.arange(top_k)[None, :] < depth[:, None]
+    totals = {}
+    for weight in PROTOTYPE_WEIGHTS:
+        scores = blended(similarity, prototype_similarity, label_ids, weight).copy()
+        scores[np.arange(len(rows)), rows] = -np.inf  # leave the query out
+        top = np.argpartition(-scores, top_k - 1, axis=1)[:, :top_k]
+        order = np.take_along_axis(top, np.argsort(-np.take_along_axis(scores, top, 1), 1, kind="stable"), 1)
+        hits = (label_ids[order] == label_ids[rows][:, None]) & mask
+        totals[weight] = float((hits.sum(1) / depth).sum())
+    return totals
