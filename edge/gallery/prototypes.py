@@ -9,9 +9,9 @@ With ``w = 0`` this is plain nearest-neighbour search. A larger ``w`` lets the l
 vote, so one stray look-alike of another label no longer pushes the right label out of the top
 K. Which ``w`` helps depends on the gallery: on the user's own things, enrolled on a backbone that
 never saw them, labels are loose clouds and the vote helps (README, "Fitting the comparison to what
-is enrolled": +4 P@5 points on held-out roses+tulips); on the training classes a tight trained
-cluster outvotes the right item and ``w > 0`` hurts. So ``w`` is chosen by leave-one-out over the
-enrolled images' labels, each time the gallery changes, and only kept when it clearly helps.
+is enrolled"); on the training classes a tight trained cluster outvotes the right item and
+``w > 0`` hurts. So ``w`` is chosen by leave-one-out over the enrolled images' labels each time the
+gallery changes, together with the rest of the comparison (edge.gallery.comparison).
 
 Prototypes here are plain means of the compared (unit) vectors, not re-normalised: the blend is
 then one dot product with ``(1 - w) * item + w * prototype``, and a label with a spread-out
@@ -25,10 +25,8 @@ from typing import Sequence
 import numpy as np
 
 # Chosen on the roses+tulips and dandelion+sunflowers held-out splits (leave-one-out picked 0.75
-# and 0.25 there; 0.9 never beat 0.75). Daisy+tulips was kept untouched for the final check.
+# and 0.25 there; 0.9 never beat 0.75).
 PROTOTYPE_WEIGHTS = (0.0, 0.25, 0.5, 0.75)
-MIN_GAIN = 0.005  # leave-one-out precision a weight must add over w = 0 to be kept
-CHUNK = 256
 
 
 def label_ids_of(labels: Sequence[str]) -> tuple[list[str], np.ndarray]:
