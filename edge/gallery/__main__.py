@@ -119,6 +119,8 @@ def _calibration_line(comparison: dict, calibration: dict) -> str:
     centred = ", centred" if comparison.get("centred") else ""
     if comparison.get("prototype_weight"):
         centred += f", label vote {comparison['prototype_weight']:g}"
+    if comparison.get("whitening") is not None:
+        centred += f", whitened (strength {comparison['whitening']:g})"
     text = f"comparison: {comparison.get('source', 'bundle')} ({share}{centred}); unknown below score " \
            f"{calibration['threshold']:.3f} ({calibration['source']}, target FAR {calibration['far']:.3g}"
     if calibration.get("estimated_frr") is not None:

@@ -12,20 +12,27 @@ seconds and without retraining:
 - how much each label's prototype votes in the ranking (edge.gallery.prototypes),
 
 both together, choosing the combination with the best leave-one-out retrieval over the
-enrolled images' own labels. Galleries with too few labelled images keep the bundle's weights and
-plain nearest-neighbour ranking (``Comparison.default``).
+enrolled images' own labels; then
+
+- a within-label whitening of the compared vectors (edge.gallery.whitening), kept only when
+  k-fold cross-validation over the enrolled images says it retrieves better.
+
+Galleries with too few labelled images keep the bundle's weights and plain nearest-neighbour
+ranking (``Comparison.default``).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Mapping, Sequence
 
 import numpy as np
 
 from edge.gallery.prototypes import (PROTOTYPE_WEIGHTS, label_sums, leave_one_out_hits,
                                      leave_one_out_prototype_similarity)
+from edge.gallery.whitening import (MIN_GAIN as WHITENING_MIN_GAIN, MIN_ITEMS as WHITENING_MIN_ITEMS, STRENGTHS,
+                                    Whitening, cross_validated_precision, fit_whitening)
 from edge.metrics import l2_normalize
 
 GENERIC_SHARES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
@@ -59,6 +66,10 @@ class Comparison:
     """How much an item's label prototype counts in its score (0: plain nearest neighbours)."""
     prototype_scores: tuple[tuple[float, float], ...] = ()
     """Leave-one-out precision of every prototype weight tried, as (weight, precision)."""
+    whitening: Whitening | None = None
+    """Applied last, to the centred and weighted unit vectors (edge.gallery.whitening)."""
+    whitening_scores: tuple[tuple[float | None, float], ...] = ()
+    """Cross-validated precision of every whitening strength tried (None: without), at its best vote."""
 
     @classmethod
     def default(cls, segments: Sequence[Mapping], embedding_size: int) -> "Comparison":
@@ -68,17 +79,22 @@ class Comparison:
 
     @property
     def is_identity(self) -> bool:
-        return self.centres is None and np.allclose(self.weights, self.base_weights)
+        return self.centres is None and self.whitening is None and np.allclose(self.weights, self.base_weights)
 
     def apply(self, vectors: np.ndarray) -> np.ndarray:
         """Embeddings as the encoder makes them -> the vectors this comparison takes cosines of."""
         vectors = np.asarray(vectors, dtype=np.float32)
-        if self.is_identity:
-            return l2_normalize(vectors)
-        parts = _unit_segments(vectors, self.sizes, self.base_weights)
-        if self.centres is not None:
-            parts = [l2_normalize(p - c) for p, c in zip(parts, _split(self.centres, self.sizes))]
-        return np.concatenate([w * p for w, p in zip(self.weights, parts)], axis=-1).astype(np.float32)
+        if self.centres is None and np.allclose(self.weights, self.base_weights):
+            compared = l2_normalize(vectors)
+        else:
+            parts = _unit_segments(vectors, self.sizes, self.base_weights)
+            if self.centres is not None:
+                parts = [l2_normalize(p - c) for p, c in zip(parts, _split(self.centres, self.sizes))]
+            compared = np.concatenate([w * p for w, p in zip(self.weights, parts)], axis=-1).astype(np.float32)
+        return compared if self.whitening is None else self.whitening.apply(compared)
+
+    def without_whitening(self) -> "Comparison":
+        return replace(self, whitening=None)
 
     def to_json(self) -> dict:
         return {
@@ -91,11 +107,15 @@ class Comparison:
             "loo_precision_bundle_weights": None if self.default_score is None else round(self.default_score, 4),
             "prototype_weight": self.prototype_weight,
             "loo_precision_by_prototype_weight": {str(w): round(p, 4) for w, p in self.prototype_scores},
+            "whitening": None if self.whitening is None else self.whitening.strength,
+            "cv_precision_by_whitening": {str(s): round(p, 4) for s, p in self.whitening_scores},
         }
 
     @classmethod
-    def from_json(cls, values: Mapping, centres: np.ndarray | None, source: str = "gallery.json") -> "Comparison":
-        """Reads ``to_json``'s output back (centres come from their own .npy file)."""
+    def from_json(cls, values: Mapping, centres: np.ndarray | None, source: str = "gallery.json",
+                  whitening: tuple[np.ndarray, np.ndarray] | None = None) -> "Comparison":
+        """Reads ``to_json``'s output back (centres and the whitening's mean and matrix come from
+        their own .npy files)."""
         try:
             sizes = tuple(int(s) for s in values["sizes"])
             weights = tuple(float(w) for w in values["weights"])
@@ -119,13 +139,61 @@ class Comparison:
             prototype_scores = tuple((float(w), float(p)) for w, p in dict(tried).items())
         except (TypeError, ValueError) as error:
             raise ValueError(f"{source}: comparison loo_precision_by_prototype_weight is malformed ({error})") from error
+        strength = values.get("whitening")  # absent before 0.4
+        if (strength is None) != (whitening is None):
+            raise ValueError(f"{source}: comparison says whitening={strength!r}, whitening files disagree")
+        fitted = None
+        if whitening is not None:
+            if isinstance(strength, bool) or not isinstance(strength, (int, float)):
+                raise ValueError(f"{source}: comparison whitening {strength!r} must be a number")
+            fitted = Whitening(whitening[0].astype(np.float32), whitening[1].astype(np.float32), float(strength))
+            fitted.check(sum(sizes), source)
+        try:
+            whitening_scores = tuple((None if s == "None" else float(s), float(p))
+                                     for s, p in dict(values.get("cv_precision_by_whitening") or {}).items())
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{source}: comparison cv_precision_by_whitening is malformed ({error})") from error
         return cls(base, weights, sizes, centres, str(values.get("source", "gallery")),
                    None if score is None else float(score), None if default is None else float(default),
-                   float(prototype_weight), prototype_scores)
+                   float(prototype_weight), prototype_scores, fitted, whitening_scores)
 
 
 def fit_comparison(embeddings: np.ndarray, labels: Sequence[str], segments: Sequence[Mapping],
                    seed: int = 0) -> Comparison:
+    """The whole fit (module doc): segment weights, centring and label vote (:func:`fit_segments`),
+    then whitening when cross-validation keeps it (:func:`fit_whitening_step`)."""
+    embeddings = np.asarray(embeddings, dtype=np.float32)
+    return fit_whitening_step(fit_segments(embeddings, labels, segments, seed), embeddings, labels, seed)
+
+
+def fit_whitening_step(comparison: Comparison, embeddings: np.ndarray, labels: Sequence[str],
+                       seed: int = 0) -> Comparison:
+    """``comparison`` with a within-label whitening on top (and the label vote that suits it) when
+    5-fold cross-validation over the gallery's labels says it beats ``comparison`` without it by
+    WHITENING_MIN_GAIN; else ``comparison`` unchanged but for the scores tried.
+
+    Both sides are scored the same way (held-out folds, each at its best vote), so a metric fitted
+    on the gallery cannot win by having seen its own queries. Fitted on the same sample as the rest.
+    """
+    labels = np.asarray([str(label) for label in labels])
+    sample = fit_sample(len(labels), seed)
+    if len(sample) < WHITENING_MIN_ITEMS or loo_queries(labels[sample], seed) is None:
+        return comparison
+    label_ids = np.unique(labels[sample], return_inverse=True)[1].reshape(-1)
+    vectors = comparison.without_whitening().apply(np.asarray(embeddings, np.float32)[sample])
+    scores = cross_validated_precision(vectors, label_ids, (None, *STRENGTHS), MAX_FIT_QUERIES, seed)
+    best = {s: max(by_vote.items(), key=lambda vote_precision: (vote_precision[1], -vote_precision[0]))
+            for s, by_vote in scores.items()}  # strength -> (its best vote, precision)
+    tried = tuple((s, best[s][1]) for s in scores)
+    strength = max(STRENGTHS, key=lambda s: (best[s][1], s))  # on a tie, the milder whitening
+    if best[strength][1] < best[None][1] + WHITENING_MIN_GAIN:
+        return replace(comparison, whitening=None, whitening_scores=tried)
+    return replace(comparison, whitening=fit_whitening(vectors, label_ids, strength), prototype_weight=best[strength][0],
+                   source="gallery", whitening_scores=tried)
+
+
+def fit_segments(embeddings: np.ndarray, labels: Sequence[str], segments: Sequence[Mapping],
+                 seed: int = 0) -> Comparison:
     """Chooses segment weights and the label vote together, by leave-one-out retrieval over the
     gallery's labels; centred on the gallery's mean unless that clearly hurts retrieval.
 

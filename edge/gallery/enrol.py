@@ -17,9 +17,11 @@ import cv2
 import numpy as np
 
 from edge.encoder import Encoder
-from edge.gallery.comparison import Comparison, fit_comparison, loo_queries
+from edge.gallery.comparison import MAX_FIT_QUERIES, Comparison, fit_comparison, fit_sample, loo_queries
 from edge.gallery.lock import gallery_lock
-from edge.gallery.openset import DEFAULT_FAR, Calibration, background_frames, bundle_calibration, calibrate
+from edge.gallery.openset import (DEFAULT_FAR, Calibration, background_frames, bundle_calibration, calibrate,
+                                  calibration_from_scores)
+from edge.gallery.whitening import held_out_scores
 from edge.gallery.store import (
     DEFAULT_SEARCH_K,
     DEFAULT_TREES,
@@ -147,19 +149,33 @@ def commit(root: Path, items: GalleryItems, settings: GallerySettings, backgroun
            trees: int = DEFAULT_TREES, search_k: int = DEFAULT_SEARCH_K, report: EnrolReport | None = None) -> Path:
     """Fits comparison and calibration to ``items`` and saves them as the live version."""
     comparison = fit_comparison(items.embeddings, items.labels, settings.segments)
-    vectors = comparison.apply(items.embeddings) if len(items) else items.embeddings
-    fallback = bundle_calibration(settings.manifest_threshold, settings.far)
-    calibration = calibrate(vectors, items.labels, settings.far, fallback, loo_queries(items.labels),
-                            comparison.prototype_weight)
-    if calibration.source != "gallery" and comparison.prototype_weight > 0:
-        # Too few impostors to fit a threshold: the fallback is a plain-cosine threshold, so no vote.
-        comparison = replace(comparison, prototype_weight=0.0)
+    calibration = _calibrate(comparison, items, settings)
+    if calibration.source != "gallery" and (comparison.prototype_weight > 0 or comparison.whitening is not None):
+        # Too few impostors to fit a threshold: the fallback is a plain-cosine threshold, so no vote
+        # and no whitening (the threshold means nothing for scores that are not plain cosines).
+        comparison = replace(comparison, prototype_weight=0.0, whitening=None)
     version = save_gallery(root, items, settings.model_sha256, trees, search_k, comparison=comparison,
                            calibration=calibration, background=background)
     prune_thumbnails(root, items.thumbnails)
     if report is not None:
         report.comparison, report.calibration, report.total = comparison, calibration, len(items)
     return version
+
+
+def _calibrate(comparison: Comparison, items: GalleryItems, settings: GallerySettings) -> Calibration:
+    """The "unknown" and pair thresholds for ``comparison``: leave-one-out, or, when it whitens
+    (a metric fitted on these very items), on held-out folds with the whitening refitted without them."""
+    fallback = bundle_calibration(settings.manifest_threshold, settings.far)
+    if comparison.whitening is None:
+        vectors = comparison.apply(items.embeddings) if len(items) else items.embeddings
+        return calibrate(vectors, items.labels, settings.far, fallback, loo_queries(items.labels),
+                         comparison.prototype_weight)
+    sample = fit_sample(len(items))  # the items the whitening was fitted on
+    labels = np.asarray(items.labels)[sample]
+    scores = held_out_scores(comparison.without_whitening().apply(items.embeddings[sample]),
+                             np.unique(labels, return_inverse=True)[1].reshape(-1), comparison.whitening.strength,
+                             comparison.prototype_weight, MAX_FIT_QUERIES)
+    return calibration_from_scores(scores, settings.far, fallback)
 
 
 def build(encoder: Encoder, gallery_root: Path, settings: GallerySettings | str, items: Sequence[tuple[Path, str]],

@@ -87,9 +87,23 @@ def bundle_calibration(manifest_distance_threshold: float, far: float = DEFAULT_
                        pair_threshold=float(manifest_distance_threshold))
 
 
+@dataclass(frozen=True)
+class Scores:
+    """What a calibration is fitted on: top-1 scores of enrolled images queried as if new."""
+
+    genuine: np.ndarray
+    """Each query's best score among items of its own label."""
+    impostor: np.ndarray
+    """Each query's best score among items of other labels (as if its label were not enrolled)."""
+    pair_same: np.ndarray
+    """Plain cosines of same-label pairs (a sample), for the pair-verification threshold."""
+    pair_diff: np.ndarray
+    """Plain cosines of different-label pairs (a sample)."""
+
+
 def calibrate(vectors: np.ndarray, labels: Sequence[str], far: float, fallback: Calibration,
               queries: np.ndarray | None, prototype_weight: float = 0.0) -> Calibration:
-    """Fits the acceptance and pair thresholds on compared gallery vectors (see module doc).
+    """Fits the acceptance and pair thresholds on compared gallery vectors, leave-one-out (module doc).
 
     Args:
       vectors: (N, D) gallery vectors as the gallery compares them (Comparison.apply'd).
@@ -99,11 +113,17 @@ def calibrate(vectors: np.ndarray, labels: Sequence[str], far: float, fallback: 
       queries: the leave-one-out query indices (comparison.loo_queries), or None.
       prototype_weight: the gallery's prototype vote (Comparison.prototype_weight).
     """
-    if not 0.0 < far < 1.0:
-        raise ValueError(f"far must be in (0, 1), got {far}")
-    label_ids = np.unique(np.asarray(list(labels)), return_inverse=True)[1]
+    _check_far(far)
+    label_ids = np.unique(np.asarray(list(labels)), return_inverse=True)[1].reshape(-1)
     if queries is None or len(np.unique(label_ids)) < 2:
         return _with_far(fallback, far)
+    return calibration_from_scores(leave_one_out_scores(vectors, label_ids, queries, prototype_weight), far, fallback)
+
+
+def leave_one_out_scores(vectors: np.ndarray, label_ids: np.ndarray, queries: np.ndarray,
+                         prototype_weight: float = 0.0) -> Scores:
+    """Scores of gallery items ``queries`` against the rest of the gallery, each left out of its
+    own ranking (and out of its own label's prototype)."""
     genuine, impostor, pair_same, pair_diff = [], [], [], []
     rng = np.random.default_rng(0)
     sums, counts = label_sums(vectors, label_ids, int(label_ids.max()) + 1)
@@ -118,27 +138,38 @@ def calibrate(vectors: np.ndarray, labels: Sequence[str], far: float, fallback: 
             scores = blended(similarity, vote, label_ids, prototype_weight)
         genuine.append(np.where(same, scores, -np.inf).max(1))
         impostor.append(np.where(same, -np.inf, scores).max(1))
-        pair_same.append(_sample(similarity[same & np.isfinite(similarity)], rng))
-        pair_diff.append(_sample(similarity[~same], rng))
-    genuine, impostor = np.concatenate(genuine), np.concatenate(impostor)
-    if len(impostor) < MIN_IMPOSTORS:
+        pair_same.append(sample_pairs(similarity[same & np.isfinite(similarity)], rng))
+        pair_diff.append(sample_pairs(similarity[~same], rng))
+    return Scores(*(np.concatenate(v) for v in (genuine, impostor, pair_same, pair_diff)))
+
+
+def calibration_from_scores(scores: Scores, far: float, fallback: Calibration) -> Calibration:
+    """The acceptance threshold (the higher of: impostors reach it at most ``far`` of the time;
+    GENUINE_REFUSED of the genuine scores fall below it) and the pair threshold at ``far``."""
+    _check_far(far)
+    genuine, impostor = scores.genuine, scores.impostor
+    if len(impostor) < MIN_IMPOSTORS or len(genuine) == 0 or len(scores.pair_diff) == 0:
         return _with_far(fallback, far)
     threshold = max(_threshold_at_far(impostor, far), _threshold_at_frr(genuine, GENUINE_REFUSED))
-    pair_threshold = _threshold_at_far(np.concatenate(pair_diff), far)
-    same_scores = np.concatenate(pair_same)
-    diff_scores = np.concatenate(pair_diff)
+    pair_threshold = _threshold_at_far(scores.pair_diff, far)
     return Calibration(
         threshold=threshold, far=far, source="gallery",
         estimated_far=float((impostor >= threshold).mean()), estimated_frr=float((genuine < threshold).mean()),
         genuine=int(len(genuine)), impostors=int(len(impostor)),
         pair_threshold=float(1.0 - pair_threshold),
-        pair_far=float((diff_scores >= pair_threshold).mean()), pair_frr=float((same_scores < pair_threshold).mean()),
+        pair_far=float((scores.pair_diff >= pair_threshold).mean()),
+        pair_frr=float((scores.pair_same < pair_threshold).mean()) if len(scores.pair_same) else None,
     )
 
 
-def _sample(values: np.ndarray, rng: np.random.Generator, limit: int = PAIR_SAMPLES_PER_CHUNK) -> np.ndarray:
+def sample_pairs(values: np.ndarray, rng: np.random.Generator, limit: int = PAIR_SAMPLES_PER_CHUNK) -> np.ndarray:
     """At most ``limit`` of ``values`` (pair scores grow as N squared; a sample sets a quantile)."""
     return values if len(values) <= limit else rng.choice(values, limit, replace=False)
+
+
+def _check_far(far: float) -> None:
+    if not 0.0 < far < 1.0:
+        raise ValueError(f"far must be in (0, 1), got {far}")
 
 
 def _threshold_at_far(impostor_scores: np.ndarray, far: float) -> float:

@@ -81,14 +81,28 @@ def leave_one_out_hits(similarity: np.ndarray, prototype_similarity: np.ndarray,
       depth: (len(rows),) precision depth of each query, at least 1 (K capped at its label's
         other items).
     """
+    similarity = similarity.copy()
+    similarity[np.arange(len(rows)), rows] = -np.inf  # leave the query out
+    return ranked_hits(similarity, prototype_similarity, label_ids, label_ids[rows], depth)
+
+
+def ranked_hits(similarity: np.ndarray, prototype_similarity: np.ndarray, label_ids: np.ndarray,
+                query_label_ids: np.ndarray, depth: np.ndarray) -> dict[float, float]:
+    """For every weight in PROTOTYPE_WEIGHTS, the summed precision at ``depth`` of queries whose
+    (Q, N) cosines to the gallery items and (Q, labels) cosines to the prototypes are given.
+
+    Args:
+      label_ids: (N,) every gallery item's label index.
+      query_label_ids: (Q,) each query's true label index.
+      depth: (Q,) precision depth of each query, at least 1.
+    """
     top_k = int(depth.max())
     mask = np.arange(top_k)[None, :] < depth[:, None]
     totals = {}
     for weight in PROTOTYPE_WEIGHTS:
-        scores = blended(similarity, prototype_similarity, label_ids, weight).copy()
-        scores[np.arange(len(rows)), rows] = -np.inf  # leave the query out
+        scores = blended(similarity, prototype_similarity, label_ids, weight)
         top = np.argpartition(-scores, top_k - 1, axis=1)[:, :top_k]
         order = np.take_along_axis(top, np.argsort(-np.take_along_axis(scores, top, 1), 1, kind="stable"), 1)
-        hits = (label_ids[order] == label_ids[rows][:, None]) & mask
+        hits = (label_ids[order] == query_label_ids[:, None]) & mask
         totals[weight] = float((hits.sum(1) / depth).sum())
     return totals

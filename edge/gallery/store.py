@@ -8,6 +8,7 @@ Layout (edge/layout.py spells the names)::
     v-<stamp>/embeddings.npy (N, D) float32 embeddings as the encoder made them
     v-<stamp>/background.npy (M, D) "nothing" frames embedded by the same encoder (edge.gallery.openset)
     v-<stamp>/centres.npy    per-segment centres, when the fitted comparison centres
+    v-<stamp>/whitening.npy, whitening_mean.npy   the fitted whitening (D, D) and its centre (D,)
     v-<stamp>/index.ann      Annoy index over the compared vectors (absent without Annoy)
     thumbs/<sha1>.jpg        small JPEGs, shared by versions, written once
 
@@ -69,9 +70,13 @@ GALLERY_SCHEMA = 2
 VOTING_GALLERY_SCHEMA = 3
 """Written when the fitted comparison has a label vote: a runtime that does not know the vote
 (0.2.x) would rank by plain cosine against a threshold fitted on voted scores, so it must refuse."""
-READABLE_GALLERY_SCHEMAS = (1, 2, 3)
+WHITENED_GALLERY_SCHEMA = 4
+"""Written when the fitted comparison whitens: a 0.3.x runtime would compare without it."""
+READABLE_GALLERY_SCHEMAS = (1, 2, 3, 4)
 BACKGROUND_FILE = "background.npy"
 CENTRES_FILE = "centres.npy"
+WHITENING_FILE = "whitening.npy"
+WHITENING_MEAN_FILE = "whitening_mean.npy"
 DEFAULT_TREES = 32
 MAX_TREES = 1024
 MAX_SEARCH_K = 10_000_000
@@ -180,6 +185,9 @@ def save_gallery(
             files[BACKGROUND_FILE] = _npy_bytes(np.asarray(background, np.float32))
         if comparison.centres is not None:
             files[CENTRES_FILE] = _npy_bytes(comparison.centres.astype(np.float32))
+        if comparison.whitening is not None:
+            files[WHITENING_FILE] = _npy_bytes(comparison.whitening.matrix.astype(np.float32))
+            files[WHITENING_MEAN_FILE] = _npy_bytes(comparison.whitening.mean.astype(np.float32))
         items_json = {"labels": items.labels, "paths": items.paths, "thumbnails": items.thumbnails,
                       "hashes": items.hashes}
         files[GALLERY_ITEMS] = (json.dumps(items_json) + "\n").encode("utf-8")
@@ -188,8 +196,7 @@ def save_gallery(
         if AnnoyIndex is not None and len(items):
             _build_index(version / GALLERY_INDEX, comparison.apply(embeddings), trees)
         info = {
-            "schema_version": VOTING_GALLERY_SCHEMA if comparison is not None and comparison.prototype_weight > 0
-            else GALLERY_SCHEMA, "embedding_size": dim, "metric": "angular",
+            "schema_version": _schema_of(comparison), "embedding_size": dim, "metric": "angular",
             "distance": "cosine (1 - cos)", "trees": int(trees), "search_k": int(search_k), "count": len(items),
             "model_sha256": model_sha256, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "comparison": comparison.to_json(),
@@ -346,10 +353,21 @@ def _read_comparison(version_dir: Path, info: dict, dim: int) -> Comparison:
     centres = None
     if values.get("centred"):
         centres = np.load(version_dir / CENTRES_FILE, allow_pickle=False).astype(np.float32)
-    comparison = Comparison.from_json(values, centres, str(version_dir / GALLERY_INFO))
+    whitening = None
+    if values.get("whitening") is not None:
+        whitening = (np.load(version_dir / WHITENING_MEAN_FILE, allow_pickle=False),
+                     np.load(version_dir / WHITENING_FILE, allow_pickle=False))
+    comparison = Comparison.from_json(values, centres, str(version_dir / GALLERY_INFO), whitening)
     if sum(comparison.sizes) != dim:
         raise ValueError(f"{version_dir / GALLERY_INFO}: comparison sizes {list(comparison.sizes)} != {dim}")
     return comparison
+
+
+def _schema_of(comparison: Comparison) -> int:
+    """The oldest schema that says everything this comparison does (older runtimes refuse newer ones)."""
+    if comparison.whitening is not None:
+        return WHITENED_GALLERY_SCHEMA
+    return VOTING_GALLERY_SCHEMA if comparison.prototype_weight > 0 else GALLERY_SCHEMA
 
 
 def _check_files(version_dir: Path, info: dict) -> None:
