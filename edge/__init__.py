@@ -3,7 +3,7 @@
 Never imports TensorFlow, train/ or export/.
 """
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 import os
 
