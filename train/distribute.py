@@ -111,7 +111,7 @@ def fit_one_epoch(model, strategy, x, y, batch_size: int, verbose: int) -> float
     """
     dataset, first = epoch_batches(x, y, batch_size)
     if not is_multi_worker(strategy):
-        result = model.fit(dataset, epochs=1, verbose=verbose)
+        result = model.fit(dataset, epochs=1, shuffle=False, verbose=verbose)
         return float(result.history["loss"][-1])
     with strategy.scope():
         if model not in _STEPS:

@@ -96,8 +96,8 @@ class ShardedArray:
         if len(rows) and (rows.min() < 0 or rows.max() >= self.rows or groups.min() < 0 or groups.max() >= self.groups):
             raise IndexError(f"rows or groups out of range for a sharded array of shape {self.shape}")
         out = np.empty((len(rows), *self.item_shape), dtype=self.dtype)
-        flat = out.reshape(len(rows), -1).view(np.uint8)
-        item_bytes = flat.shape[1]
+        item_bytes = int(np.prod(self.item_shape, dtype=np.int64)) * self.dtype.itemsize
+        flat = out.reshape(len(rows), item_bytes // self.dtype.itemsize).view(np.uint8)
         for j in np.lexsort((rows, groups)):  # file order: fewer seeks on a cold page cache
             shard, within = divmod(int(rows[j]), self.shard_rows)
             fd, offset = self._open(int(groups[j]), shard)
