@@ -1,4 +1,5 @@
-"""Class-folder data sets: listing, the deterministic split, and decoding into memory.
+"""Class-folder data sets: listing, the deterministic split, and decoding (a chunk at a time for
+training: :class:`ImageList`; all into memory for small jobs: :func:`load_images`).
 
 A data set is a folder of ``<class>/<image>`` sub-folders (tf_flowers' own layout). Images are
 decoded with the device's decoder (``edge.images``), so training and the device agree on colour
@@ -46,6 +47,40 @@ class LoadedImages:
     """(N, S, S, 3) uint8: the image exactly as the device feeds it (squashed to S)."""
     sources: list[np.ndarray]
     """Downscaled originals (short side <= 1.15 S) from which augmented views are cropped."""
+
+
+@dataclass
+class ImageList:
+    """The images of one split, checked once and decoded again on demand, a chunk at a time, so
+    training never holds every decoded image (decoding is cheap next to the frozen blocks and
+    deterministic, so every pass sees the same pixels)."""
+
+    data_dir: Path
+    records: list[ImageRecord]
+    """Only images that decoded when the split was scanned."""
+    labels: np.ndarray
+    """(N,) int class index into the data set's class names."""
+    size: int
+    """Side S of the clean images."""
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def clean(self, rows: Iterable[int]) -> np.ndarray:
+        """(len(rows), S, S, 3) uint8: the images exactly as the device feeds them (squashed to S)."""
+        images = [resize_image(self._read(row), self.size, self.size) for row in rows]
+        return np.stack(images) if images else np.zeros((0, self.size, self.size, 3), np.uint8)
+
+    def sources(self, rows: Iterable[int]) -> list[np.ndarray]:
+        """Downscaled originals (short side <= 1.15 S) from which augmented views are cropped."""
+        return [shrink_to_short_side(self._read(row), int(round(self.size * 1.15))) for row in rows]
+
+    def _read(self, row: int) -> np.ndarray:
+        path = self.data_dir / self.records[row].path
+        try:
+            return read_image(path)
+        except ImageError as error:  # it decoded when scanned: the file changed during the run
+            raise DatasetError(f"{path} no longer decodes ({error}); it did when training started") from error
 
 
 def list_images(data_dir: Path) -> tuple[list[ImageRecord], list[str]]:
@@ -150,6 +185,32 @@ def load_images(
     clean_array = np.stack(clean) if clean else np.zeros((0, size, size, 3), np.uint8)
     loaded = LoadedImages(kept, np.asarray(labels, dtype=np.int64), clean_array, sources)
     return loaded, skipped
+
+
+def scan_images(
+    data_dir: Path,
+    records: Iterable[ImageRecord],
+    class_names: Sequence[str],
+    size: int,
+    progress: bool = False,
+) -> tuple[ImageList, list[tuple[str, str]]]:
+    """Decodes every record once to find the bad files (skipped with a warning), keeping nothing.
+
+    Returns:
+      The images that decode, and a list of ``(path, reason)`` for every skipped file.
+    """
+    index_of = {name: i for i, name in enumerate(class_names)}
+    kept, labels, skipped = [], [], []
+    for record in _progress(list(records), progress, "check"):
+        try:
+            read_image(Path(data_dir) / record.path)
+        except ImageError as error:
+            log.warning("skipping %s: %s", record.path, error)
+            skipped.append((record.path, str(error)))
+            continue
+        kept.append(record)
+        labels.append(index_of[record.class_name])
+    return ImageList(Path(data_dir), kept, np.asarray(labels, dtype=np.int64), size), skipped
 
 
 def write_split_lists(run_dir: Path, train: Sequence[ImageRecord], test: Sequence[ImageRecord]) -> None:

@@ -69,25 +69,52 @@ def is_multi_worker(strategy) -> bool:
     return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
 
 
-def fit_one_epoch(model, strategy, x, y, batch_size: int, verbose: int) -> float:
-    """One epoch of ``model.fit(x, y, batch_size, shuffle=False)``; returns its mean loss.
-
-    Under a multi-worker strategy, Keras 3.15's ``fit`` fails twice: its eager symbolic build
-    calls ``strategy.reduce`` on a per-replica batch ("Attempt to convert a value (PerReplica...)"),
-    and its per-step metric reduction asks for a mean over axis 0 of the scalar loss ("Invalid
-    reduction dimension 0"); keras-team/keras#20585 (open). So there the epoch runs the model's
-    own ``train_step`` (the same forward pass, loss scaling and gradient all-reduce as ``fit``)
-    through ``strategy.run`` over the distributed batches. Other strategies use ``fit`` itself.
-    """
-    if not is_multi_worker(strategy):
-        result = model.fit(x, y, batch_size=batch_size, epochs=1, shuffle=False, verbose=verbose)
-        return float(result.history["loss"][-1])
+def epoch_batches(x, y, batch_size: int):
+    """The epoch as a ``tf.data.Dataset`` of ``(x, y)`` batches in order, read from ``x`` and ``y``
+    (arrays or train.features.Rows, nested in lists/tuples) one batch at a time by a generator,
+    two batches prefetched; and its first batch (numpy). The batches are exactly those of
+    ``model.fit(x, y, batch_size, shuffle=False)``, the last one possibly short."""
     import tensorflow as tf
 
+    from train.features import Rows
+
     data = (tuple(x) if isinstance(x, list) else x, y)
+    count = len(tf.nest.flatten(data)[0])
+
+    def batch(start: int):
+        stop = start + batch_size
+        return tf.nest.map_structure(lambda v: v.read(start, stop) if isinstance(v, Rows) else v[start:stop], data)
+
+    first = batch(0)
+    signature = tf.nest.map_structure(lambda a: tf.TensorSpec((None, *a.shape[1:]), tf.as_dtype(a.dtype)), first)
+
+    def generate():
+        for start in range(0, count, batch_size):
+            yield batch(start)
+
+    dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
+    steps = -(-count // batch_size)
+    return dataset.apply(tf.data.experimental.assert_cardinality(steps)).prefetch(2), first
+
+
+def fit_one_epoch(model, strategy, x, y, batch_size: int, verbose: int) -> float:
+    """One epoch of ``model.fit`` over :func:`epoch_batches`; returns its mean loss.
+
+    The batches are read one at a time (x may be train.features.Rows over a sharded cache), so an
+    epoch's inputs are never all in memory. Under a multi-worker strategy, Keras 3.15's ``fit``
+    fails twice: its eager symbolic build calls ``strategy.reduce`` on a per-replica batch
+    ("Attempt to convert a value (PerReplica...)"), and its per-step metric reduction asks for a
+    mean over axis 0 of the scalar loss ("Invalid reduction dimension 0"); keras-team/keras#20585
+    (open). So there the epoch runs the model's own ``train_step`` (the same forward pass, loss
+    scaling and gradient all-reduce as ``fit``) through ``strategy.run`` over the distributed
+    batches. Other strategies use ``fit`` itself.
+    """
+    dataset, first = epoch_batches(x, y, batch_size)
+    if not is_multi_worker(strategy):
+        result = model.fit(dataset, epochs=1, shuffle=False, verbose=verbose)
+        return float(result.history["loss"][-1])
     with strategy.scope():
         if model not in _STEPS:
-            first = tf.nest.map_structure(lambda a: a[:batch_size], data)
             model._symbolic_build(data_batch=first)  # what fit does first, without the failing reduce
             if not model.optimizer.built:  # (a resumed run has built it to load its state)
                 model.optimizer.build(model.trainable_variables)
@@ -95,9 +122,8 @@ def fit_one_epoch(model, strategy, x, y, batch_size: int, verbose: int) -> float
         step = _STEPS[model]
         for metric in model.metrics:
             metric.reset_state()
-        batches = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensor_slices(data).batch(batch_size))
         loss = None
-        for batch in batches:
+        for batch in strategy.experimental_distribute_dataset(dataset):
             loss = step(batch)
     return float(loss)
 

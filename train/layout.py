@@ -12,6 +12,7 @@ re-evaluation (train.evaluate) and export (export.pipeline, through train.run_fo
       split/train.txt      <relative image path>\t<class> per line
       split/test.txt
       backup/              per-epoch backups while the run is going (deleted when it ends)
+      shards/              feature shards without --cache-dir (train.cache; deleted when it ends)
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ SPLIT_DIR = "split"
 TRAIN_LIST = f"{SPLIT_DIR}/train.txt"
 TEST_LIST = f"{SPLIT_DIR}/test.txt"
 BACKUP_DIR = "backup"
+SHARDS_DIR = "shards"
 
 REQUIRED_FILES = (CONFIG_FILE, ENCODER_FILE, CLASSES_FILE, METRICS_FILE, TRAIN_LIST, TEST_LIST)
 """What a finished run holds and later steps need (checked by train.run_folder.open_run)."""

@@ -16,11 +16,13 @@ import keras
 import numpy as np
 
 from train import losses
+from train.features import Rows, gather
 from train.model import CosineClassifier, PairHead, build_pair_model, pair_distance_model
 from train.sampling import balanced_pairs, class_balanced_batches
 
-# features_of(indices, rng) -> the model inputs of those training images (one view each)
-FeatureFn = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+# features_of(indices, rng) -> the model inputs of those training images (one view each), read a
+# batch at a time; it draws its random numbers when called, not when the rows are read.
+FeatureFn = Callable[[np.ndarray, np.random.Generator], Rows]
 
 
 @dataclass
@@ -78,13 +80,14 @@ def epoch_data(
     rng: np.random.Generator,
     teacher: np.ndarray | None = None,
 ) -> tuple[object, object]:
-    """One epoch of ``(x, y)`` in batch order (fit with ``shuffle=False``); with ``teacher``,
-    ``y`` is ``(labels, teacher features)`` for the distillation output."""
+    """One epoch of ``(x, y)`` in batch order (train.distribute.fit_one_epoch); with ``teacher``,
+    ``y`` is ``(labels, teacher features)`` for the distillation output. Inputs are
+    :class:`train.features.Rows`, read a batch at a time; labels are arrays."""
     if loss in ("softmax", "triplet"):
         num_batches = max(1, len(labels) // batch_size)
         order = class_balanced_batches(labels, batch_size, num_batches, rng).reshape(-1)
         if teacher is not None:
-            return features_of(order, rng), (labels[order], teacher[order])
+            return features_of(order, rng), (labels[order], gather(teacher, order))
         return features_of(order, rng), labels[order]
     pairs = balanced_pairs(labels, pairs_per_epoch, rng)
     x = [features_of(pairs[:, 0], rng), features_of(pairs[:, 1], rng)]

@@ -25,7 +25,7 @@ from train.checkpoint import EpochBackup, fingerprint
 from train.config import TrainConfig
 from train.distribute import discard_worker_output, make_strategy, output_dir
 from train.data import (
-    DatasetError, LoadedImages, cap_per_class, list_images, load_images, split_records, write_split_lists,
+    DatasetError, ImageList, cap_per_class, list_images, scan_images, split_records, write_split_lists,
 )
 from train.evaluate import (
     evaluate_embeddings,
@@ -34,10 +34,10 @@ from train.evaluate import (
     summary_line,
     unseen_against_baseline,
 )
-from train.features import run_in_batches
+from train.features import predict_chunks
 from train.layout import (
     BACKUP_DIR, CLASSES_FILE, CONFIG_FILE, ENCODER_FILE, GRID_PLOT, HISTORY_FILE, LOSS_PLOT, METRICS_FILE,
-    SIAMESE_FILE, TEST_LIST, TRAIN_LIST,
+    SHARDS_DIR, SIAMESE_FILE, TEST_LIST, TRAIN_LIST,
 )
 from train.model import PairHead, build_pair_model, embedding_segments
 from train.plots import plot_history, retrieval_grid, save_rgb_png
@@ -58,12 +58,13 @@ def resolve_data_dir(config: TrainConfig) -> Path:
 
 @dataclass
 class Data:
-    """The data stage's result: both splits decoded, and which training rows the model fits on."""
+    """The data stage's result: both splits checked (decoded later, a chunk at a time), and which
+    training rows the model fits on."""
 
     data_dir: Path
     class_names: list[str]
-    train_set: LoadedImages
-    test_set: LoadedImages
+    train_set: ImageList
+    test_set: ImageList
     skipped: list[tuple[str, str]]
     holdout_ids: list[int]
     fit_rows: np.ndarray
@@ -88,7 +89,7 @@ def train(config: TrainConfig) -> dict:
 
     parts = stages.build_parts(config, strategy, int(data.fit_labels.max()) + 1)
     tick = time.time()
-    cache = FeatureCache(Path(config.cache_dir) if config.cache_dir else None)
+    cache = FeatureCache(Path(config.cache_dir) if config.cache_dir else None, run_dir / SHARDS_DIR)
     features = stages.frozen_features(config, parts, data.data_dir, data.train_set, data.test_set, data.fit_rows, cache)
     timing["frozen_features_seconds"] = time.time() - tick
     evaluate = _evaluator(config, data)
@@ -119,13 +120,14 @@ def train(config: TrainConfig) -> dict:
         head_only_report = evaluate(trained_train[:, :size], trained_test[:, :size])
         log.info(summary_line("head only", head_only_report))
     else:
-        trained_train = run_in_batches(embedder, features.clean_train, dtype=np.float32)
-        trained_test = run_in_batches(embedder, features.clean_test, dtype=np.float32)
+        trained_train = predict_chunks(embedder, features.clean_train.chunks())
+        trained_test = predict_chunks(embedder, features.clean_test.chunks())
 
     trained_report = evaluate(trained_train, trained_test)
     log.info(summary_line("trained", trained_report))
     pair_head, pair_report = _pair_head(config, parts.heads, data, trained_train, trained_test, rng)
-    encoder_check = _check_encoder(encoder, data.test_set.clean[:16], trained_test[:16])
+    checked = np.arange(min(16, len(data.test_set)))
+    encoder_check = _check_encoder(encoder, data.test_set.clean(checked), trained_test[checked])
     unseen_comparison = unseen_against_baseline(
         (trained_train, trained_test), (features.baseline_train, features.baseline_test), data.train_set.labels,
         data.test_set.labels, data.holdout_ids, seed=config.seed,
@@ -148,12 +150,13 @@ def train(config: TrainConfig) -> dict:
     write_run(run_dir, config, data, metrics, history, trained_train, trained_test)
     log.info("encoder weights sha256 %s", weights_digest(encoder))
     backup.finish()
+    cache.finish()
     discard_worker_output(run_dir, strategy)
     return metrics
 
 
 def load_data(config: TrainConfig, run_dir: Path) -> Data:
-    """Lists, splits and decodes the data set; writes the split lists into the run folder."""
+    """Lists, splits and checks the data set (bad files skipped); writes the split lists into the run folder."""
     data_dir = resolve_data_dir(config)
     records, class_names = list_images(data_dir)
     unknown = sorted(set(config.holdout_classes) - set(class_names))
@@ -164,8 +167,8 @@ def load_data(config: TrainConfig, run_dir: Path) -> Data:
     records = cap_per_class(records, config.max_images_per_class)
     train_records, test_records = split_records(records, config.test_fraction, config.split_salt)
     size = config.input_size
-    train_set, skipped = load_images(data_dir, train_records, class_names, size, config.progress)
-    test_set, skipped_test = load_images(data_dir, test_records, class_names, size, config.progress)
+    train_set, skipped = scan_images(data_dir, train_records, class_names, size, config.progress)
+    test_set, skipped_test = scan_images(data_dir, test_records, class_names, size, config.progress)
     skipped += skipped_test
     if len(test_set.records) == 0:
         raise DatasetError("the test split is empty after skipping unreadable images")
@@ -265,9 +268,9 @@ def _save_grid(path, config, train_set, test_set, class_names, train_emb, test_e
     queries = np.sort(rng.choice(len(test_set.records), size=count, replace=False))
     order, similarity = nearest_neighbours(test_emb[queries], train_emb, 5)
     grid = retrieval_grid(
-        [test_set.clean[q] for q in queries],
+        list(test_set.clean(queries)),
         [class_names[test_set.labels[q]] for q in queries],
-        [[train_set.clean[j] for j in row] for row in order],
+        [list(train_set.clean(row)) for row in order],
         [[class_names[train_set.labels[j]] for j in row] for row in order],
         similarity.tolist(),
     )

@@ -24,9 +24,10 @@ from train import objectives
 from train.cache import FeatureCache, files_digest, weights_digest
 from train.checkpoint import EpochBackup
 from train.config import TrainConfig
-from train.data import LoadedImages
+from train.data import ImageList
 from train.distribute import fit_one_epoch
-from train.features import augmented_view_features, pick_views, run_in_batches
+from train.features import augmented_views_to_shards, gather, lower_features_to_shards, pick_views, predict_chunks
+from train.shards import ShardedArray
 from train.model import (
     GENERIC_PROJECTION_LAYER,
     GENERIC_SOURCE_LAYER,
@@ -43,6 +44,8 @@ from train.model import (
 )
 
 log = logging.getLogger(__name__)
+RECALIBRATION_IMAGES = 128
+"""Images whose statistics a randomly initialised backbone's BatchNorm layers take (train.model)."""
 
 
 @dataclass
@@ -61,14 +64,14 @@ class Parts:
 
 @dataclass
 class Features:
-    """Cached frozen features of the clean (un-augmented) images."""
+    """Frozen features of the clean (un-augmented) images: lower-block maps on disk, pooled in memory."""
 
-    clean_train: np.ndarray
-    clean_test: np.ndarray
+    clean_train: ShardedArray
+    clean_test: ShardedArray
     baseline_train: np.ndarray
     baseline_test: np.ndarray
     lower_digest: str
-    """sha256 of the frozen lower blocks' weights (part of every feature cache's key; "" without one)."""
+    """sha256 of the frozen lower blocks' weights (part of every feature cache's key)."""
 
 
 def build_parts(config: TrainConfig, strategy, num_fit_classes: int) -> Parts:
@@ -81,25 +84,23 @@ def build_parts(config: TrainConfig, strategy, num_fit_classes: int) -> Parts:
     return Parts(tower, heads, lower, upper, pooled)
 
 
-def frozen_features(config: TrainConfig, parts: Parts, data_dir, train_set: LoadedImages, test_set: LoadedImages,
+def frozen_features(config: TrainConfig, parts: Parts, data_dir, train_set: ImageList, test_set: ImageList,
                     fit_rows: np.ndarray, cache: FeatureCache) -> Features:
-    """Lower-block maps (cached on disk with ``cache``) and pooled frozen features of the clean
+    """Lower-block maps (sharded on disk by ``cache``) and pooled frozen features of the clean
     train and test images."""
     if config.weights.lower() == "none":
-        recalibrate_batchnorm(parts.tower, train_set.clean[fit_rows])
-    lower_digest = weights_digest(parts.lower) if cache.folder else ""
+        recalibrate_batchnorm(parts.tower, train_set.clean(fit_rows[:RECALIBRATION_IMAGES]))
+    lower_digest = weights_digest(parts.lower)
     key = {"lower_weights": lower_digest, "input_size": config.input_size, "block": config.fine_tune_from_block}
-    clean_train = cache.load_or_make(
-        "clean-train", lambda: {**key, "images": files_digest(data_dir, [r.path for r in train_set.records])},
-        lambda: run_in_batches(parts.lower, train_set.clean, dtype=np.float32),
-    )
-    clean_test = cache.load_or_make(
-        "clean-test", lambda: {**key, "images": files_digest(data_dir, [r.path for r in test_set.records])},
-        lambda: run_in_batches(parts.lower, test_set.clean, dtype=np.float32),
-    )
-    baseline_train = run_in_batches(parts.pooled, clean_train, dtype=np.float32)
-    baseline_test = run_in_batches(parts.pooled, clean_test, dtype=np.float32)
-    return Features(clean_train, clean_test, baseline_train, baseline_test, lower_digest)
+    maps = {}
+    for name, images in (("clean-train", train_set), ("clean-test", test_set)):
+        maps[name] = cache.load_or_make(
+            name, lambda: {**key, "images": files_digest(data_dir, [r.path for r in images.records])},
+            lambda folder: lower_features_to_shards(parts.lower, images, np.arange(len(images)), folder),
+        )
+    baseline_train = predict_chunks(parts.pooled, maps["clean-train"].chunks())
+    baseline_test = predict_chunks(parts.pooled, maps["clean-test"].chunks())
+    return Features(maps["clean-train"], maps["clean-test"], baseline_train, baseline_test, lower_digest)
 
 
 def distillation_teacher(config: TrainConfig, features: Features, fit_rows: np.ndarray) -> np.ndarray | None:
@@ -120,7 +121,7 @@ def stage_1(config: TrainConfig, strategy, parts: Parts, features: Features, fit
         head_only = keras.Model(vectors, tower.normalize(tower.projection(vectors)))
         model = _compiled(head_only, config, parts.heads, config.head_learning_rate)
     fit_pooled = features.baseline_train[fit_rows]
-    fit_epochs(model, strategy, config, fit_labels, lambda idx, _: fit_pooled[idx], config.head_epochs, rng, "stage 1",
+    fit_epochs(model, strategy, config, fit_labels, lambda idx, _: gather(fit_pooled, idx), config.head_epochs, rng, "stage 1",
                teacher, backup, history)
 
 
@@ -128,11 +129,11 @@ def upper_embedder(strategy, parts: Parts, features: Features) -> keras.Model:
     """Cached lower-block maps -> embedding of the head-only encoder (shares the tower's weights)."""
     tower = parts.tower
     with strategy.scope():
-        maps = keras.Input(features.clean_train.shape[1:], name="lower_features")
+        maps = keras.Input(features.clean_train.item_shape, name="lower_features")
         return keras.Model(maps, tower.normalize(tower.projection(tower.pool(parts.upper(maps)))))
 
 
-def stage_2(config: TrainConfig, strategy, parts: Parts, embedder: keras.Model, data_dir, train_set: LoadedImages,
+def stage_2(config: TrainConfig, strategy, parts: Parts, embedder: keras.Model, data_dir, train_set: ImageList,
             features: Features, cache: FeatureCache, fit_rows: np.ndarray, fit_labels: np.ndarray,
             rng: np.random.Generator, teacher: np.ndarray | None, backup: EpochBackup, history: dict[str, list[float]], timing: dict[str, float]) -> None:
     """Fine-tunes the top blocks on cached lower-block maps of augmented views; losses into ``history``."""
@@ -145,9 +146,8 @@ def stage_2(config: TrainConfig, strategy, parts: Parts, embedder: keras.Model, 
         "views": config.augmented_views, "seed": config.seed,
         "images": files_digest(data_dir, [train_set.records[i].path for i in fit_rows]),
     }
-    views = cache.load_or_make("views", key, lambda: augmented_view_features(
-        parts.lower, [train_set.sources[i] for i in fit_rows], config.input_size, config.augmented_views,
-        config.seed, progress=config.progress,
+    views = cache.load_or_make("views", key, lambda folder: augmented_views_to_shards(
+        parts.lower, train_set, fit_rows, config.augmented_views, config.seed, folder, progress=config.progress,
     ))
     timing["augmented_views_seconds"] = time.time() - tick
     set_fine_tuning(parts.tower, config.fine_tune_from_block)
@@ -166,8 +166,8 @@ def generic_branch(config: TrainConfig, tower: Tower, features: Features, fit_ro
     bottleneck = keras.layers.GlobalAveragePooling2D()(backbone.get_layer(GENERIC_SOURCE_LAYER).output)
     head = tower.projection(tower.pool(backbone.output))
     branches = keras.Model(maps, keras.layers.Concatenate()([head, bottleneck]))
-    raw_train = run_in_batches(branches, features.clean_train, dtype=np.float32)
-    raw_test = run_in_batches(branches, features.clean_test, dtype=np.float32)
+    raw_train = predict_chunks(branches, features.clean_train.chunks())
+    raw_test = predict_chunks(branches, features.clean_test.chunks())
     size = config.embedding_size
     head_rms = float(np.sqrt(np.mean(np.sum(raw_train[fit_rows, :size] ** 2, axis=1))))
     weights, bias = fit_generic_projection(raw_train[fit_rows, size:], config.generic_size, config.generic_power, head_rms)
