@@ -41,6 +41,7 @@ def open_bundle(
     delegate: str | None = None,
     use_xnnpack: bool = True,
     runtime: Runtime | None = None,
+    reference_kernels: bool = False,
 ) -> Bundle:
     """Reads the manifest, checks the model's sha256 against it, and starts the interpreter.
 
@@ -63,7 +64,9 @@ def open_bundle(
             f"{model_path} has sha256 {actual[:12]}..., {MANIFEST_FILE} expects {manifest.model_sha256[:12]}...; "
             "the model was replaced or corrupted. Copy the bundle again or re-export it"
         )
-    return Bundle(path, manifest, Encoder(model_path, manifest, num_threads, delegate, use_xnnpack, runtime))
+    encoder = Encoder(model_path, manifest, num_threads, delegate, use_xnnpack, runtime,
+                      reference_kernels=reference_kernels)
+    return Bundle(path, manifest, encoder)
 
 
 def newest_bundle(artifacts: Path = DEFAULT_ARTIFACTS) -> Path:

@@ -185,6 +185,8 @@ def add_bundle_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"interpreter CPU threads (1-{MAX_THREADS})")
     parser.add_argument("--delegate", choices=("edgetpu",), default=None, help="hardware delegate")
     parser.add_argument("--no-xnnpack", action="store_true", help="run without the XNNPACK CPU delegate")
+    parser.add_argument("--reference-kernels", action="store_true",
+                        help="run the interpreter's reference kernels (its specified arithmetic; slow): for checks")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     add_version_argument(parser)
 
@@ -200,7 +202,8 @@ def load_bundle(args: argparse.Namespace):
     from edge.bundle import newest_bundle, open_bundle
 
     path = args.bundle if args.bundle is not None else newest_bundle()
-    return open_bundle(path, args.threads, args.delegate, use_xnnpack=not args.no_xnnpack)
+    return open_bundle(path, args.threads, args.delegate, use_xnnpack=not args.no_xnnpack,
+                       reference_kernels=args.reference_kernels)
 
 
 def setup_logging(verbose: bool = False) -> None:

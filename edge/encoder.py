@@ -25,9 +25,11 @@ class Encoder:
         delegate: str | None = None,
         use_xnnpack: bool = True,
         runtime: Runtime | None = None,
+        reference_kernels: bool = False,
     ):
         self.manifest = manifest
-        self.interpreter = make_interpreter(model_path, num_threads, delegate, use_xnnpack, runtime)
+        self.interpreter = make_interpreter(model_path, num_threads, delegate, use_xnnpack, runtime,
+                                            reference_kernels=reference_kernels)
         self._input = self.interpreter.get_input_details()[0]
         self._output = self.interpreter.get_output_details()[0]
         self.input_params = params_of(self._input)

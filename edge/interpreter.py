@@ -69,6 +69,7 @@ def make_interpreter(
     delegate: str | None = None,
     use_xnnpack: bool = True,
     runtime: Runtime | None = None,
+    reference_kernels: bool = False,
 ):
     """Creates an interpreter with tensors allocated.
 
@@ -78,11 +79,17 @@ def make_interpreter(
       delegate: None, or "edgetpu" to run on a Coral Edge TPU through libedgetpu.
       use_xnnpack: False builds the interpreter without its default XNNPACK delegate.
       runtime: an already found runtime (default: :func:`find_runtime`).
+      reference_kernels: True runs the interpreter's reference kernels
+        (``OpResolverType.BUILTIN_REF``: plain C++, no SIMD, no delegate), the arithmetic the
+        interpreter specifies, instead of the optimised ones (x86's and arm64's optimised int8
+        kernels may round differently). Slow (several times the default); for checks, not for a
+        device. Not with a delegate.
 
     Raises:
       FileNotFoundError: no model at ``model_path``.
       InterpreterError: the model does not load (corrupt, or ops this interpreter lacks),
-        or the Edge TPU library is missing.
+        or the Edge TPU library is missing, or reference kernels are asked for with a delegate or
+        from an interpreter without them.
     """
     model_path = Path(model_path)
     if not model_path.is_file():
@@ -95,7 +102,14 @@ def make_interpreter(
         kwargs["experimental_delegates"] = [load_edgetpu_delegate(runtime)]
     elif delegate is not None:
         raise InterpreterError(f"unknown delegate {delegate!r}; expected 'edgetpu' or none")
-    if not use_xnnpack:
+    if reference_kernels:
+        if delegate is not None:
+            raise InterpreterError("the reference kernels run on the CPU; drop --delegate or --reference-kernels")
+        resolver = getattr(runtime.module, "OpResolverType", None)
+        if resolver is None or not hasattr(resolver, "BUILTIN_REF"):
+            raise InterpreterError(f"{runtime.name} {runtime.version} has no reference kernels (BUILTIN_REF)")
+        kwargs["experimental_op_resolver_type"] = resolver.BUILTIN_REF
+    elif not use_xnnpack:
         resolver = getattr(runtime.module, "OpResolverType", None)
         if resolver is None:
             raise InterpreterError(f"{runtime.name} {runtime.version} cannot disable XNNPACK")

@@ -1,6 +1,11 @@
 """make device-check's verdict, on x86 only: a real x86 run of the edge commands on the tiny bundle,
 copied as if an emulated Pi had produced it, passes; each doctored copy fails with its reason.
 
+Two real x86 runs: LiteRT's default kernels (the LiteRT check), and the same commands with
+``--reference-kernels`` standing in for the x86 tflite-runtime side (tflite-runtime is not in the
+test venv; LiteRT's reference kernels are the same BUILTIN_REF code path): the emulated twin of the
+latter must match the reference kernels while running the default ones, as an arm64 tflite-runtime does.
+
 The emulation itself (qemu, the arm64 root file system) is not run here: `make device-check` does that.
 """
 
@@ -16,6 +21,7 @@ import numpy as np
 import pytest
 
 from benchmarks.device_check import inputs, prepare, rootfs, runner
+from benchmarks.device_check.__main__ import _run as run_one_side
 from benchmarks.device_check.profiles import PROFILES, cpuinfo_text, parse_profiles
 from benchmarks.device_check.report import build_report, main as report_main
 from benchmarks.device_check.sites import platform_tags
@@ -23,33 +29,45 @@ from benchmarks.device_check.sites import platform_tags
 
 @pytest.fixture(scope="module")
 def x86_run(tiny_bundle, tiny_data, tmp_path_factory) -> Path:
-    """A results folder with one real x86 side (the commands on the tiny bundle, this venv's packages)."""
+    """A results folder with two real x86 sides on the tiny bundle with this venv's packages:
+    ``x86-litert`` (default kernels) and ``x86-tflite-runtime`` (LiteRT with the reference kernels,
+    relabelled: see the module's docstring)."""
     out = tmp_path_factory.mktemp("device-check")
     bundle = out / "bundle"
     shutil.copytree(tiny_bundle, bundle)
     plan = inputs.make_plan(inputs.read_split(bundle, tiny_data), images=4, pairs=2, frames=2, tensors=2)
     inputs.write_plan(plan, out / "inputs")
     assert prepare.main(["--bundle", str(bundle), "--plan", str(out / "inputs")]) == 0
-    side = runner.Side("x86-litert", "x86_64", "litert", Path(sysconfig.get_paths()["purelib"]), None, [sys.executable])
     commands = runner.edge_commands(bundle, out / "inputs", [path for path, _ in plan.images], len(plan.frames))
-    probe = ["-m", "benchmarks.device_check.probe", "--bundle", str(bundle), "--inputs", str(out / "inputs"),
-             "--out", str(out / "sides" / side.key / "probe"), "--reference-kernels"]
-    record = runner.run_side(side, commands, probe, out / "sides" / side.key, log=lambda text: None)
-    assert all(command["rc"] == 0 for command in record["commands"].values()), record
+    site = Path(sysconfig.get_paths()["purelib"])
+    for interpreter in ("litert", "tflite-runtime"):
+        side = runner.x86_side(site, interpreter)  # the x86 side make device-check runs for it
+        run_one_side(side, bundle, out, commands, log=lambda text: None)
+        folder = out / "sides" / side.key
+        record = json.loads((folder / "side.json").read_text())
+        assert all(command["rc"] == 0 for command in record["commands"].values()), record
+        if interpreter == "tflite-runtime":
+            info = json.loads((folder / "probe" / "info.json").read_text())
+            info["interpreter"] = "tflite_runtime"
+            (folder / "probe" / "info.json").write_text(json.dumps(info))
     return out
 
 
-def as_emulated(x86_run: Path, tmp_path: Path, profile: str = "a72") -> Path:
-    """A copy of the run whose x86 side also appears, unchanged, as the emulated ``profile`` side."""
+def as_emulated(x86_run: Path, tmp_path: Path, profile: str = "a72", interpreter: str = "litert") -> Path:
+    """A copy of the run whose x86 side also appears, unchanged but marked as run with the default
+    kernels, as the emulated ``profile`` side."""
     out = tmp_path / "run"
     shutil.copytree(x86_run, out)
-    emulated = out / "sides" / f"{profile}-litert"
-    shutil.copytree(out / "sides" / "x86-litert", emulated)
+    emulated = out / "sides" / f"{profile}-{interpreter}"
+    shutil.copytree(out / "sides" / f"x86-{interpreter}", emulated)
+    for name in ("outputs_default.npy", "outputs_reference.npy"):  # an arm64 probe saves only its own
+        (emulated / "probe" / name).unlink()
     record = json.loads((emulated / "side.json").read_text())
-    record.update(key=emulated.name, arch="aarch64", profile=profile, qemu_cpu=PROFILES[profile].qemu_cpu)
+    record.update(key=emulated.name, arch="aarch64", profile=profile, qemu_cpu=PROFILES[profile].qemu_cpu,
+                  kernels="default")
     (emulated / "side.json").write_text(json.dumps(record))
     info = json.loads((emulated / "probe" / "info.json").read_text())
-    info["cpu"] = {"CPU part": PROFILES[profile].part}
+    info.update(cpu={"CPU part": PROFILES[profile].part}, kernels="default")
     (emulated / "probe" / "info.json").write_text(json.dumps(info))
     return out
 
@@ -62,7 +80,23 @@ def test_the_x86_run_is_real(x86_run):
     assert len((side / "verify.out").read_text().splitlines()) == 2
     outputs = np.load(side / "probe" / "outputs.npy")
     assert outputs.dtype == np.int8 and outputs.shape[0] == 2
+    assert np.array_equal(outputs, np.load(side / "probe" / "outputs_default.npy"))
     assert json.loads((side / "probe" / "info.json").read_text())["interpreter"] == "ai_edge_litert"
+
+
+def test_the_x86_tflite_runtime_side_runs_every_command_with_the_reference_kernels(x86_run):
+    side = x86_run / "sides" / "x86-tflite-runtime"
+    record = json.loads((side / "side.json").read_text())
+    assert record["kernels"] == "reference"
+    assert all(command["argv"][-1] == "--reference-kernels" for command in record["commands"].values())
+    assert json.loads((side / "probe" / "info.json").read_text())["kernels"] == "reference"
+    outputs = np.load(side / "probe" / "outputs.npy")
+    assert np.array_equal(outputs, np.load(side / "probe" / "outputs_reference.npy"))
+    assert np.array_equal(np.load(side / "probe" / "outputs_default.npy"),
+                          np.load(x86_run / "sides" / "x86-litert" / "probe" / "outputs.npy"))
+    litert = json.loads((x86_run / "sides" / "x86-litert" / "side.json").read_text())
+    assert litert["kernels"] == "default" and "--reference-kernels" not in sum(
+        (command["argv"] for command in litert["commands"].values()), [])
 
 
 def test_an_identical_emulated_side_passes(x86_run, tmp_path, capsys):
@@ -72,8 +106,26 @@ def test_an_identical_emulated_side_passes(x86_run, tmp_path, capsys):
     (figures,) = report["comparisons"]
     assert report["passed"] and figures["top1_agreement"] == 1.0 and figures["int8_identical"]
     assert figures["frames_emulated"] == figures["frames_reference"] == 2
+    assert figures["int8_max_step_to_x86_default_kernels"] == 0 and figures["x86_kernels"] == "default"
     assert isinstance(figures["int8_max_step_to_x86_reference_kernels"], int)  # reported, not judged
-    assert "| cortex-a72 (part 0xd08) | litert | 1.00 of 4 |" in (out / "report.md").read_text()
+    table = (out / "report.md").read_text()
+    assert "| cortex-a72 (part 0xd08) | litert | 1.00 of 4 |" in table
+    assert "bit-identical to x86 default kernels (2 tensors; to x86 reference: " in table
+
+
+def test_an_emulated_tflite_runtime_side_that_matches_x86_reference_kernels_passes(x86_run, tmp_path):
+    out = as_emulated(x86_run, tmp_path, interpreter="tflite-runtime")
+    shutil.rmtree(out / "sides" / "x86-litert")
+    assert report_main(["--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    (figures,) = report["comparisons"]
+    assert figures["x86_kernels"] == "reference" and figures["int8_identical"]
+    assert figures["int8_max_step_to_x86_reference_kernels"] == 0
+    steps = report["x86_default_vs_reference_kernels_int8_max_step"]["tflite-runtime"]
+    assert isinstance(steps, int) and figures["int8_max_step_to_x86_default_kernels"] == steps  # reported only
+    table = (out / "report.md").read_text()
+    assert "bit-identical to x86 reference kernels" in table
+    assert "x86 default vs reference kernels, int8 output (reported, not judged): tflite-runtime" in table
 
 
 def _edit_lines(path: Path, change) -> None:
@@ -86,6 +138,12 @@ def _one_int8_step(side: Path) -> None:
     outputs = np.load(side / "probe" / "outputs.npy")
     outputs[1, 7] = outputs[1, 7] + 1 if outputs[1, 7] < 127 else 126
     np.save(side / "probe" / "outputs.npy", outputs)
+
+
+def _other_kernels(side: Path) -> None:
+    info = json.loads((side / "probe" / "info.json").read_text())
+    info["kernels"] = "reference"  # a "Pi" that ran the reference kernels proves nothing about the default ones
+    (side / "probe" / "info.json").write_text(json.dumps(info))
 
 
 def _flip_verdict(side: Path) -> None:
@@ -122,7 +180,7 @@ def _worse_p5(side: Path) -> None:
                 for match in row["matches"]:
                     match["label"] = truth[row["query"]] if number >= wrong else "not-" + truth[row["query"]]
         return change
-    _edit_lines(side.parent / "x86-litert" / "search.out", relabel(0))
+    _edit_lines(side.parent / f"x86-{side.name.split('-', 1)[1]}" / "search.out", relabel(0))
     _edit_lines(side / "search.out", relabel(2))
 
 
@@ -139,22 +197,39 @@ def _crashed_search(side: Path) -> None:
     (side / "search.out").write_text("")
 
 
-@pytest.mark.parametrize("doctor, reason", [
+DOCTORS = [
     (_one_int8_step, "raw model outputs differ on identical inputs (max step 1"),
     (_flip_verdict, "verification verdicts differ"),
-    (_drop_frame, "video frames: 1 on a72-litert, 2 on x86"),
+    (_drop_frame, "video frames: 1 on a72-{0}, 2 on x86"),
     (_other_listing, "the gallery listings differ"),
     (_other_top1(1), "top-1 agreement 0.750 < 0.8 (4 queries)"),  # 3 of 4 agree
     (_worse_p5, "P@5 dropped by 0.500 > 0.05"),
     (_other_cpu, "saw CPU part None, not the profile's 0xd08"),
-    (_crashed_search, "search exited -11 on a72-litert, 0 on x86-litert"),
-])
-def test_a_doctored_emulated_side_fails(x86_run, tmp_path, doctor, reason):
-    out = as_emulated(x86_run, tmp_path)
-    doctor(out / "sides" / "a72-litert")
+    (_crashed_search, "search exited -11 on a72-{0}, 0 on x86-{0}"),
+    (_other_kernels, "a72-{0} ran the default/reference kernels, not the default ones"),
+]
+
+
+@pytest.mark.parametrize("interpreter", ["litert", "tflite-runtime"])
+@pytest.mark.parametrize("doctor, reason", DOCTORS)
+def test_a_doctored_emulated_side_fails(x86_run, tmp_path, doctor, reason, interpreter):
+    out = as_emulated(x86_run, tmp_path, interpreter=interpreter)
+    doctor(out / "sides" / f"a72-{interpreter}")
     assert report_main(["--out", str(out)]) == 1
     failures = json.loads((out / "report.json").read_text())["failures"]
-    assert any(reason in text for text in failures), failures
+    assert any(reason.format(interpreter) in text for text in failures), failures
+
+
+def test_an_x86_tflite_runtime_side_with_its_default_kernels_fails(x86_run, tmp_path):
+    # the old comparison: x86's optimised kernels as the yardstick for an arm64 tflite-runtime
+    out = as_emulated(x86_run, tmp_path, interpreter="tflite-runtime")
+    x86 = out / "sides" / "x86-tflite-runtime"
+    record = json.loads((x86 / "side.json").read_text())
+    record["kernels"] = "default"
+    (x86 / "side.json").write_text(json.dumps(record))
+    failures = build_report(out)["failures"]
+    assert any("x86-tflite-runtime ran the default/reference kernels, not the reference ones" in text
+               for text in failures), failures
 
 
 def test_a_missing_x86_side_fails(x86_run, tmp_path):

@@ -125,7 +125,10 @@ def _names(site_paths: dict) -> list[str]:
 def _run(side, bundle: Path, out: Path, commands: dict, log) -> None:
     folder = out / "sides" / side.key
     probe = ["-m", "benchmarks.device_check.probe", "--bundle", str(bundle), "--inputs", str(out / "inputs"),
-             "--out", str(folder / "probe")] + (["--reference-kernels"] if side.arch == "x86_64" else [])
+             "--out", str(folder / "probe")]
+    # x86 saves both kernel sets' outputs for the report; so does an emulated tflite-runtime side, which
+    # shows whether arm64 computes the reference kernels as x86 does and how far its default ones are from them
+    probe += ["--both-kernels"] if side.arch == "x86_64" or side.interpreter == "tflite-runtime" else []
     runner.run_side(side, commands, probe, folder, log)
 
 

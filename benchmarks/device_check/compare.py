@@ -1,11 +1,15 @@
 """The verdict: an emulated side against the x86 side with the same interpreter.
 
+The x86 side runs the kernels ``runner.X86_KERNELS`` names for its interpreter (tflite-runtime: its
+reference kernels, the arithmetic an arm64 tflite-runtime computes; LiteRT: the default ones), the
+emulated side the default ones, as a Pi does; a side that ran other kernels fails.
+
 It fails on a different gallery listing, any different verification verdict, a different number
 of video frames, top-1 agreement below 0.8 (image search, and the video's frames), a P@5 drop
 above 0.05, any difference of the raw int8 output on the identical input tensors, a command that
-exited differently, or a side that did not run what it claims (interpreter, CPU part, package
-versions). The rest (decisions, top-5 sets, pixel and embedding differences, the distance to
-x86's reference kernels) is reported.
+exited differently, or a side that did not run what it claims (interpreter, kernels, CPU part,
+package versions). The rest (decisions, top-5 sets, pixel and embedding differences, the distance to
+x86's other kernel set) is reported.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from benchmarks.device_check.runner import X86_KERNELS
 
 MIN_TOP1_AGREEMENT = 0.8
 MAX_P5_DROP = 0.05
@@ -32,7 +38,8 @@ class SideResult:
     video: list[dict]
     info: dict                 # probe/info.json
     outputs: np.ndarray | None
-    outputs_reference: np.ndarray | None  # reference kernels (x86 sides)
+    outputs_default: np.ndarray | None    # x86 sides: the default kernels' raw outputs
+    outputs_reference: np.ndarray | None  # x86 sides: the reference kernels' raw outputs
     local_tensors: np.ndarray | None
     embeddings: np.ndarray | None
 
@@ -43,7 +50,8 @@ def load_side(folder: Path) -> SideResult:
     return SideResult(json.loads((folder / "side.json").read_text()), _json(folder / "list.out"),
                       _json_lines(folder / "search.out"), _json_lines(folder / "verify.out"),
                       _json_lines(folder / "video.out"), _json(probe / "info.json") or {},
-                      _npy(probe / "outputs.npy"), _npy(probe / "outputs_reference.npy"),
+                      _npy(probe / "outputs.npy"), _npy(probe / "outputs_default.npy"),
+                      _npy(probe / "outputs_reference.npy"),
                       _npy(probe / "local_tensors.npy"), _npy(probe / "embeddings.npy"))
 
 
@@ -131,6 +139,12 @@ def _check_setup(ref: SideResult, emu: SideResult, expected_part: str | None, fa
     for side in (ref, emu):
         if side.info.get("interpreter") != module:
             failures.append(f"{side.record['key']} ran {side.info.get('interpreter')!r}, not {module!r}")
+    wanted = {ref.record["key"]: X86_KERNELS.get(ref.record["interpreter"], "default"), emu.record["key"]: "default"}
+    for side in (ref, emu):
+        ran = {side.record.get("kernels"), side.info.get("kernels")}
+        if ran != {wanted[side.record["key"]]}:
+            failures.append(f"{side.record['key']} ran the {'/'.join(sorted(map(str, ran)))} kernels, "
+                            f"not the {wanted[side.record['key']]} ones")
     seen = emu.info.get("cpu", {}).get("CPU part")
     if expected_part and seen != expected_part:
         failures.append(f"{emu.record['key']} saw CPU part {seen!r}, not the profile's {expected_part}")
@@ -144,14 +158,24 @@ def _tensor_figures(ref: SideResult, emu: SideResult, failures: list[str]) -> di
     same = a is not None and b is not None and a.shape == b.shape and a.dtype == b.dtype and len(a) > 0
     figures["int8_identical"] = bool(same and np.array_equal(a, b))
     figures["int8_max_step"] = int(np.abs(a.astype(np.int64) - b.astype(np.int64)).max()) if same else None
+    figures["int8_values_differing"] = int((a != b).sum()) if same else None
+    figures["int8_values"] = int(a.size) if same else None
     if not figures["int8_identical"]:
         failures.append(f"raw model outputs differ on identical inputs (max step {figures['int8_max_step']}, "
+                        f"{figures['int8_values_differing']} of {figures['int8_values']} values, "
                         f"shapes {None if a is None else a.shape} / {None if b is None else b.shape})")
-    # Reported, not judged: does the emulated output equal the reference kernels' run on x86?
-    r = ref.outputs_reference
-    figures["int8_max_step_to_x86_reference_kernels"] = (
-        int(np.abs(r.astype(np.int64) - b.astype(np.int64)).max())
-        if r is not None and b is not None and r.shape == b.shape else None)
+    # Reported, not judged: the emulated output against each of x86's kernel sets (one is the judged one)
+    for kernels, r in (("default", ref.outputs_default), ("reference", ref.outputs_reference)):
+        figures[f"int8_max_step_to_x86_{kernels}_kernels"] = (
+            int(np.abs(r.astype(np.int64) - b.astype(np.int64)).max())
+            if r is not None and b is not None and r.shape == b.shape else None)
+    # Reported, not judged (emulated sides that saved both kernel sets): the emulated reference kernels
+    # against x86's, and the emulated default kernels against the emulated reference ones
+    figures["emulated_reference_to_x86_reference_max_step"] = _max_step(emu.outputs_reference, ref.outputs_reference)
+    figures["emulated_default_to_emulated_reference_max_step"] = _max_step(emu.outputs_default, emu.outputs_reference)
+    figures["emulated_default_to_emulated_reference_values_differing"] = (
+        None if figures["emulated_default_to_emulated_reference_max_step"] is None
+        else int((emu.outputs_default != emu.outputs_reference).sum()))
     x, y = ref.local_tensors, emu.local_tensors
     if x is not None and y is not None and x.shape == y.shape:
         differ = x != y
@@ -161,6 +185,12 @@ def _tensor_figures(ref: SideResult, emu: SideResult, failures: list[str]) -> di
     if e is not None and f is not None and e.shape == f.shape:
         figures["embedding_min_cosine"] = float(np.min(np.sum(e * f, axis=1)))
     return figures
+
+
+def _max_step(a, b) -> int | None:
+    if a is None or b is None or a.shape != b.shape:
+        return None
+    return int(np.abs(a.astype(np.int64) - b.astype(np.int64)).max())
 
 
 def _json(path: Path):

@@ -7,9 +7,11 @@ and saves the raw output tensors (``outputs.npy``, int8 for an int8 bundle), so 
 compared exactly. Also reads and resizes the same images here (``local_tensors.npy``) and embeds
 them (``embeddings.npy``), which shows how far this machine's OpenCV moves the pixels. Writes
 ``info.json``: machine, interpreter, package versions and the CPU that /proc/cpuinfo shows.
-``--reference-kernels`` also runs the tensors through the interpreter's reference kernels
-(``OpResolverType.BUILTIN_REF``: plain C++, no SIMD, no delegate) into ``outputs_reference.npy``,
-the yardstick for a side whose optimised kernels differ (x86 runs it: ≈0.25 s per tensor).
+``--reference-kernels`` runs all of it with the interpreter's reference kernels
+(``OpResolverType.BUILTIN_REF``: plain C++, no SIMD, no delegate) instead of the default ones, as
+the edge commands do with the same flag; ``info.json`` records which. ``--both-kernels`` also saves
+the raw outputs of each kernel set, ``outputs_default.npy`` and ``outputs_reference.npy``, for the
+report's figures (x86 runs it: the reference kernels take ≈0.25 s per tensor there).
 """
 
 from __future__ import annotations
@@ -53,7 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bundle", type=Path, required=True)
     parser.add_argument("--inputs", type=Path, required=True, help="folder with plan.json and tensors.npy")
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--reference-kernels", action="store_true", help="also run the reference kernels")
+    parser.add_argument("--reference-kernels", action="store_true",
+                        help="run with the interpreter's reference kernels, not its default ones")
+    parser.add_argument("--both-kernels", action="store_true",
+                        help="also save the raw outputs of the default and of the reference kernels")
     args = parser.parse_args(argv)
 
     import cv2
@@ -62,24 +67,28 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks.device_check.inputs import read_plan
     from benchmarks.device_check.prepare import model_tensors
     from edge.bundle import open_bundle
-    from edge.interpreter import find_runtime
+    from edge.interpreter import find_runtime, make_interpreter
 
     runtime = find_runtime()
-    bundle = open_bundle(args.bundle, runtime=runtime)
+    bundle = open_bundle(args.bundle, runtime=runtime, reference_kernels=args.reference_kernels)
     tensors = np.load(args.inputs / "tensors.npy", allow_pickle=False)
     local = model_tensors(args.bundle, read_plan(args.inputs).tensors)
     args.out.mkdir(parents=True, exist_ok=True)
-    np.save(args.out / "outputs.npy", raw_outputs(bundle.encoder.interpreter, tensors), allow_pickle=False)
-    if args.reference_kernels:
-        reference = runtime.Interpreter(model_path=str(args.bundle / bundle.manifest.model_file),
-                                        experimental_op_resolver_type=runtime.module.OpResolverType.BUILTIN_REF)
-        reference.allocate_tensors()
-        np.save(args.out / "outputs_reference.npy", raw_outputs(reference, tensors), allow_pickle=False)
+    outputs = raw_outputs(bundle.encoder.interpreter, tensors)
+    np.save(args.out / "outputs.npy", outputs, allow_pickle=False)
+    if args.both_kernels:
+        other = "default" if args.reference_kernels else "reference"
+        interpreter = make_interpreter(args.bundle / bundle.manifest.model_file, runtime=runtime,
+                                       reference_kernels=other == "reference")
+        mine = "reference" if args.reference_kernels else "default"
+        np.save(args.out / f"outputs_{mine}.npy", outputs, allow_pickle=False)
+        np.save(args.out / f"outputs_{other}.npy", raw_outputs(interpreter, tensors), allow_pickle=False)
     np.save(args.out / "local_tensors.npy", local, allow_pickle=False)
     np.save(args.out / "embeddings.npy", np.stack([bundle.encoder.embed_rgb(rgb) for rgb in local]),
             allow_pickle=False)
     info = {"machine": platform.machine(), "python": platform.python_version(),
             "interpreter": runtime.name, "interpreter_version": runtime.version,
+            "kernels": "reference" if args.reference_kernels else "default",
             "numpy": np.__version__, "opencv": cv2.__version__, "cpu": cpu_seen()}
     (args.out / "info.json").write_text(json.dumps(info, indent=1))
     return 0

@@ -20,6 +20,12 @@ from pathlib import Path
 from benchmarks.device_check.sites import REPO_ROOT, installed_versions
 
 TIMEOUT_S = 1200  # one command; emulation is ~1 s per image
+# Which kernels the x86 side of each interpreter runs (every emulated side runs the default ones, as a
+# Pi would). tflite-runtime's x86 side runs its reference kernels (OpResolverType.BUILTIN_REF, the
+# arithmetic the interpreter specifies): arm64 tflite-runtime's optimised int8 kernels compute exactly
+# that, x86's optimised ones round differently (up to 4 steps on the tf_flowers bundle), so x86's
+# default kernels are no stand-in for a Pi. LiteRT's x86 default kernels match arm64's bit for bit.
+X86_KERNELS = {"litert": "default", "tflite-runtime": "reference"}
 
 
 @dataclass
@@ -33,6 +39,7 @@ class Side:
     profile: str | None = None  # CPU profile name on arm64
     prefix: list[str] = field(default_factory=list)  # the Python to run, with qemu in front on arm64
     env: dict[str, str] = field(default_factory=dict)
+    kernels: str = "default"   # "default", or "reference": every edge command and the probe get --reference-kernels
 
     def python(self) -> list[str]:
         return self.prefix + ["-S"]
@@ -45,7 +52,8 @@ class Side:
 
 
 def x86_side(site: Path, interpreter: str) -> Side:
-    return Side(f"x86-{interpreter}", "x86_64", interpreter, site, None, [sys.executable])
+    return Side(f"x86-{interpreter}", "x86_64", interpreter, site, None, [sys.executable],
+                kernels=X86_KERNELS.get(interpreter, "default"))
 
 
 def arm_side(site: Path, interpreter: str, root: Path, profile) -> Side:
@@ -67,12 +75,16 @@ def edge_commands(bundle: Path, inputs: Path, images: list[str], frames: int) ->
 
 
 def run_side(side: Side, commands: dict[str, list[str]], probe: list[str], out: Path, log=print) -> dict:
-    """Runs every command and the probe; writes ``side.json`` with exit codes and times; returns it."""
+    """Runs every command and the probe (each with ``--reference-kernels`` when the side runs those);
+    writes ``side.json`` with the arguments, exit codes and times; returns it."""
     out.mkdir(parents=True, exist_ok=True)
     record = {"key": side.key, "arch": side.arch, "interpreter": side.interpreter, "profile": side.profile,
-              "python": side.python(), "qemu_cpu": side.env.get("QEMU_CPU"),
+              "python": side.python(), "qemu_cpu": side.env.get("QEMU_CPU"), "kernels": side.kernels,
               "versions": installed_versions(side.site), "commands": {}}
+    flag = ["--reference-kernels"] if side.kernels == "reference" else []
     for name, arguments in [*commands.items(), ("probe", probe)]:
+        arguments = arguments + flag
+        record["commands"][name] = {"argv": arguments}
         started = time.monotonic()
         with open(out / f"{name}.out", "w") as stdout:
             try:
@@ -82,7 +94,7 @@ def run_side(side: Side, commands: dict[str, list[str]], probe: list[str], out: 
             except subprocess.TimeoutExpired as error:
                 code, stderr = "timeout", str(error.stderr or "")
         seconds = round(time.monotonic() - started, 1)
-        record["commands"][name] = {"rc": code, "seconds": seconds, "stderr_tail": stderr.strip().splitlines()[-3:]}
+        record["commands"][name].update(rc=code, seconds=seconds, stderr_tail=stderr.strip().splitlines()[-3:])
         log(f"device-check: {side.key:>20} {name:<6} exit {code} in {seconds} s")
     (out / "side.json").write_text(json.dumps(record, indent=1))
     return record
