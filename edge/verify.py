@@ -67,8 +67,12 @@ def verify(encoder: Encoder, first: ImageSource, second: ImageSource, threshold:
     # Clipped: float32 rounding makes an image against itself come out at +-1e-7.
     similarity = float(np.dot(compare(a), compare(b)))
     distance = float(np.clip(1.0 - similarity, 0.0, 2.0))
-    if rule.gallery is not None and (rule.gallery.is_background(a, similarity) or rule.gallery.is_background(b, similarity)):
-        return Verdict(False, distance, rule.threshold, rule.source, "nothing in view")
+    if rule.gallery is not None:
+        # "Nothing in view" is judged in the gallery's own space, whatever the threshold's source.
+        compared = similarity if rule.source == "gallery" else float(np.dot(rule.gallery.compare(a),
+                                                                             rule.gallery.compare(b)))
+        if rule.gallery.is_background(a, compared) or rule.gallery.is_background(b, compared):
+            return Verdict(False, distance, rule.threshold, rule.source, "nothing in view")
     same = distance <= rule.threshold
     return Verdict(same, distance, rule.threshold, rule.source, "within threshold" if same else "beyond threshold")
 

@@ -72,7 +72,7 @@ def test_cross_validated_precision_equals_a_fold_by_fold_computation():
     vectors, ids = _nuisance_data(labels=5, per_label=9, seed=5)
     ids[:3] = 7  # a label with three images: some folds hold none of it, so those queries are skipped
     _, ids = np.unique(ids, return_inverse=True)
-    got = cross_validated_precision(vectors, ids, (None, 1.0), max_queries=10_000)
+    got, queried = cross_validated_precision(vectors, ids, (None, 1.0), max_queries=10_000)
     fold = stratified_folds(ids)
     for strength in (None, 1.0):
         for weight in PROTOTYPE_WEIGHTS:
@@ -92,6 +92,31 @@ def test_cross_validated_precision_equals_a_fold_by_fold_computation():
                     top = np.argsort(-np.array(scores), kind="stable")[:depth]
                     precisions.append(np.mean(ids[train][top] == ids[q]))
             assert got[strength][weight] == pytest.approx(np.mean(precisions), abs=1e-6), (strength, weight)
+            assert queried == len(precisions)
+
+
+def test_folds_give_every_training_set_a_spread_even_for_labels_of_two_images():
+    """Dealt label after label, not each label from fold 0: with two images per label, a fold
+    whose training part had one image per label would have no within-label spread to whiten."""
+    ids = np.repeat(np.arange(20), 2)
+    fold = stratified_folds(ids)
+    assert sorted(np.bincount(fold)) == [8, 8, 8, 8, 8]
+    for f in range(FOLDS):
+        train = ids[fold != f]
+        assert (np.bincount(train) == 2).sum() >= 10  # labels with both images, so a spread to fit
+
+
+@pytest.mark.parametrize("per_label", [2, 3, 4])
+def test_labels_of_few_images_are_not_whitened(per_label):
+    """Round clusters (nothing to whiten) with many small labels: cross-validation over 2-4
+    images per label is luck, and whitening chosen there hurt new queries (review, 3-4 per label)."""
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        centres = rng.normal(size=(14, 64))
+        ids = np.repeat(np.arange(14), per_label)
+        vectors = l2_normalize((centres[ids] + 1.1 * rng.normal(size=(len(ids), 64))).astype(np.float32))
+        comparison = fit_comparison(vectors, [f"c{i}" for i in ids], ())
+        assert comparison.whitening is None and comparison.whitening_scores == ()
 
 
 def test_whitening_strength_shrinks_toward_plain_cosine():
@@ -158,7 +183,20 @@ def test_whitening_is_stored_with_the_version_and_refused_when_damaged(tmp_path)
     np.save(version / WHITENING_FILE, np.eye(DIM + 1, dtype=np.float32))
     info["files"][WHITENING_FILE] = file_sha256(version / WHITENING_FILE)
     (version / GALLERY_INFO).write_text(json.dumps(info))
-    with pytest.raises(GalleryError, match="whitening has shapes"):
+    with pytest.raises(GalleryError, match=r"whitening\.npy holds float32 \(17, 17\), expected .* \(16, 16\)"):
+        load_gallery(tmp_path / "g")
+    # Garbage bytes (checksum updated): refused naming the file and what to do.
+    (version / WHITENING_FILE).write_bytes(b"not an array")
+    info["files"][WHITENING_FILE] = file_sha256(version / WHITENING_FILE)
+    (version / GALLERY_INFO).write_text(json.dumps(info))
+    with pytest.raises(GalleryError, match=r"whitening\.npy is unreadable .*rebuild the gallery"):
+        load_gallery(tmp_path / "g")
+    # Schema 4 whose comparison names no whitening: refused, not compared unwhitened against a
+    # threshold fitted to whitened scores.
+    edited = json.loads(json.dumps(info))
+    edited["comparison"]["whitening"] = None
+    (version / GALLERY_INFO).write_text(json.dumps(edited))
+    with pytest.raises(GalleryError, match="names no whitening"):
         load_gallery(tmp_path / "g")
     # gallery.json says whitening, the files are gone: refused, not silently compared without it.
     (version / WHITENING_FILE).unlink()

@@ -31,8 +31,8 @@ import numpy as np
 
 from edge.gallery.prototypes import (PROTOTYPE_WEIGHTS, label_sums, leave_one_out_hits,
                                      leave_one_out_prototype_similarity)
-from edge.gallery.whitening import (MIN_GAIN as WHITENING_MIN_GAIN, MIN_ITEMS as WHITENING_MIN_ITEMS, STRENGTHS,
-                                    Whitening, cross_validated_precision, fit_whitening)
+from edge.gallery.whitening import (STRENGTHS, Whitening, can_whiten, cross_validated_precision, fit_whitening,
+                                    required_gain)
 from edge.metrics import l2_normalize
 
 GENERIC_SHARES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
@@ -170,23 +170,24 @@ def fit_whitening_step(comparison: Comparison, embeddings: np.ndarray, labels: S
                        seed: int = 0) -> Comparison:
     """``comparison`` with a within-label whitening on top (and the label vote that suits it) when
     5-fold cross-validation over the gallery's labels says it beats ``comparison`` without it by
-    WHITENING_MIN_GAIN; else ``comparison`` unchanged but for the scores tried.
+    whitening.required_gain; else ``comparison`` unchanged but for the scores tried. Not tried
+    below whitening.MIN_ITEMS images or with a median label of fewer than 5 (can_whiten).
 
     Both sides are scored the same way (held-out folds, each at its best vote), so a metric fitted
     on the gallery cannot win by having seen its own queries. Fitted on the same sample as the rest.
     """
     labels = np.asarray([str(label) for label in labels])
     sample = fit_sample(len(labels), seed)
-    if len(sample) < WHITENING_MIN_ITEMS or loo_queries(labels[sample], seed) is None:
-        return comparison
+    if not can_whiten(labels[sample]) or loo_queries(labels[sample], seed) is None:
+        return replace(comparison, whitening=None, whitening_scores=())
     label_ids = np.unique(labels[sample], return_inverse=True)[1].reshape(-1)
     vectors = comparison.without_whitening().apply(np.asarray(embeddings, np.float32)[sample])
-    scores = cross_validated_precision(vectors, label_ids, (None, *STRENGTHS), MAX_FIT_QUERIES, seed)
+    scores, queried = cross_validated_precision(vectors, label_ids, (None, *STRENGTHS), MAX_FIT_QUERIES, seed)
     best = {s: max(by_vote.items(), key=lambda vote_precision: (vote_precision[1], -vote_precision[0]))
             for s, by_vote in scores.items()}  # strength -> (its best vote, precision)
     tried = tuple((s, best[s][1]) for s in scores)
     strength = max(STRENGTHS, key=lambda s: (best[s][1], s))  # on a tie, the milder whitening
-    if best[strength][1] < best[None][1] + WHITENING_MIN_GAIN:
+    if best[strength][1] < best[None][1] + required_gain(queried):
         return replace(comparison, whitening=None, whitening_scores=tried)
     return replace(comparison, whitening=fit_whitening(vectors, label_ids, strength), prototype_weight=best[strength][0],
                    source="gallery", whitening_scores=tried)

@@ -96,9 +96,10 @@ class Scores:
     impostor: np.ndarray
     """Each query's best score among items of other labels (as if its label were not enrolled)."""
     pair_same: np.ndarray
-    """Plain cosines of same-label pairs (a sample), for the pair-verification threshold."""
+    """Cosines (in the gallery's compared space, without the vote) of same-label pairs (a sample),
+    for the pair-verification threshold."""
     pair_diff: np.ndarray
-    """Plain cosines of different-label pairs (a sample)."""
+    """The same for different-label pairs (a sample)."""
 
 
 def calibrate(vectors: np.ndarray, labels: Sequence[str], far: float, fallback: Calibration,

@@ -344,19 +344,33 @@ def _read_matrix(path: Path, dim: int) -> np.ndarray:
     return matrix
 
 
+def _read_array(path: Path, shape: tuple) -> np.ndarray:
+    """A comparison array of exactly ``shape``, finite, as float32 (GalleryError naming the file)."""
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as error:
+        raise GalleryError(f"{path} is unreadable ({error}); rebuild the gallery: python -m edge.gallery build") \
+            from error
+    if array.shape != shape or array.dtype.kind != "f" or not np.isfinite(array).all():
+        raise GalleryError(f"{path} holds {array.dtype} {array.shape}, expected finite floats of shape {shape}; "
+                           "rebuild the gallery: python -m edge.gallery build")
+    return array.astype(np.float32)
+
+
 def _read_comparison(version_dir: Path, info: dict, dim: int) -> Comparison:
     values = info.get("comparison")
     if not values:
         return Comparison.default((), dim)
     if not isinstance(values, dict):
         raise ValueError(f"{version_dir / GALLERY_INFO}: comparison must be an object")
-    centres = None
-    if values.get("centred"):
-        centres = np.load(version_dir / CENTRES_FILE, allow_pickle=False).astype(np.float32)
+    centres = _read_array(version_dir / CENTRES_FILE, (dim,)) if values.get("centred") else None
     whitening = None
     if values.get("whitening") is not None:
-        whitening = (np.load(version_dir / WHITENING_MEAN_FILE, allow_pickle=False),
-                     np.load(version_dir / WHITENING_FILE, allow_pickle=False))
+        whitening = (_read_array(version_dir / WHITENING_MEAN_FILE, (dim,)),
+                     _read_array(version_dir / WHITENING_FILE, (dim, dim)))
+    elif info.get("schema_version") == WHITENED_GALLERY_SCHEMA:
+        raise ValueError(f"{version_dir / GALLERY_INFO}: schema {WHITENED_GALLERY_SCHEMA} is written for whitened "
+                         "galleries, but the comparison names no whitening; rebuild it: python -m edge.gallery build")
     comparison = Comparison.from_json(values, centres, str(version_dir / GALLERY_INFO), whitening)
     if sum(comparison.sizes) != dim:
         raise ValueError(f"{version_dir / GALLERY_INFO}: comparison sizes {list(comparison.sizes)} != {dim}")

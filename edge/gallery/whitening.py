@@ -37,8 +37,14 @@ STRENGTHS = (4.0, 1.0, 0.25)
 FOLDS = 5
 MIN_ITEMS = 40
 """Fewer enrolled images than this: cross-validation is too noisy to trust, no whitening."""
+MIN_MEDIAN_LABEL_SIZE = FOLDS
+"""Labels of fewer images than this (the median label): too little spread per label to fit, and
+whitening chosen there hurt new queries in a review's synthetic trials (3-4 images per label)."""
 MIN_GAIN = 0.01
-"""Cross-validated precision whitening must add over the comparison without it."""
+"""Cross-validated precision whitening must add over the comparison without it, and at least
+MIN_GAIN_QUERIES queries' worth: the whitened side is the best of 3 strengths x 4 votes, the
+plain side of 4 votes, so a small win can be luck."""
+MIN_GAIN_QUERIES = 2
 LOO_K = 5
 
 
@@ -70,21 +76,37 @@ def fit_whitening(vectors: np.ndarray, label_ids: np.ndarray, strength: float) -
 
 
 def stratified_folds(label_ids: np.ndarray, folds: int = FOLDS, seed: int = 0) -> np.ndarray:
-    """Fold number of every item: each label's items dealt round-robin in a seeded order."""
+    """Fold number of every item: the labels' items dealt round-robin in a seeded order, label
+    after label, each label starting where the last one stopped. (Starting every label at fold 0
+    put the only two images of small labels in folds 0 and 1, so the other folds trained on one
+    image per label: no within-label spread to whiten at all.)"""
     rng = np.random.default_rng(seed)
     fold = np.empty(len(label_ids), np.int64)
+    dealt = 0
     for label in np.unique(label_ids):
-        members = np.flatnonzero(label_ids == label)
-        fold[rng.permutation(members)] = np.arange(len(members)) % folds
+        members = rng.permutation(np.flatnonzero(label_ids == label))
+        fold[members] = (dealt + np.arange(len(members))) % folds
+        dealt += len(members)
     return fold
 
 
+def can_whiten(label_ids: np.ndarray) -> bool:
+    """Whether a gallery has enough images, and enough per label, for whitening to be tried."""
+    counts = np.unique(np.asarray(label_ids), return_counts=True)[1]
+    return len(label_ids) >= MIN_ITEMS and len(counts) >= 2 and float(np.median(counts)) >= MIN_MEDIAN_LABEL_SIZE
+
+
+def required_gain(queries: int) -> float:
+    """Precision whitening must add when ``queries`` held-out queries were scored."""
+    return max(MIN_GAIN, MIN_GAIN_QUERIES / max(queries, 1))
+
+
 def cross_validated_precision(vectors: np.ndarray, label_ids: np.ndarray, strengths: Sequence[float | None],
-                              max_queries: int, seed: int = 0) -> dict:
+                              max_queries: int, seed: int = 0) -> tuple[dict, int]:
     """Held-out precision at min(LOO_K, the label's images in the other folds) of every
     (strength, prototype weight); strength None is the comparison without whitening.
 
-    Returns ``{strength: {prototype weight: precision}}``.
+    Returns ``({strength: {prototype weight: precision}}, number of queries scored)``.
     """
     label_ids = np.asarray(label_ids)
     fold = stratified_folds(label_ids, FOLDS, seed)
@@ -109,7 +131,7 @@ def cross_validated_precision(vectors: np.ndarray, label_ids: np.ndarray, streng
             hits = ranked_hits(similarity, to_prototype, label_ids[train], label_ids[held], depth)
             for weight, total in hits.items():
                 totals[strength][weight] += total
-    return {s: {w: t / max(queried, 1) for w, t in by_weight.items()} for s, by_weight in totals.items()}
+    return {s: {w: t / max(queried, 1) for w, t in by_weight.items()} for s, by_weight in totals.items()}, queried
 
 
 def held_out_scores(vectors: np.ndarray, label_ids: np.ndarray, strength: float, prototype_weight: float,
