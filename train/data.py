@@ -13,7 +13,7 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -168,16 +168,9 @@ def load_images(
     Returns:
       The loaded images and a list of ``(path, reason)`` for every skipped file.
     """
-    records = list(records)
     index_of = {name: i for i, name in enumerate(class_names)}
     kept, labels, clean, sources, skipped = [], [], [], [], []
-    for record in _progress(records, progress, "decode"):
-        try:
-            rgb = read_image(Path(data_dir) / record.path)
-        except ImageError as error:
-            log.warning("skipping %s: %s", record.path, error)
-            skipped.append((record.path, str(error)))
-            continue
+    for record, rgb in _readable(data_dir, records, progress, "decode", skipped):
         kept.append(record)
         labels.append(index_of[record.class_name])
         clean.append(resize_image(rgb, size, size))
@@ -200,17 +193,25 @@ def scan_images(
       The images that decode, and a list of ``(path, reason)`` for every skipped file.
     """
     index_of = {name: i for i, name in enumerate(class_names)}
-    kept, labels, skipped = [], [], []
-    for record in _progress(list(records), progress, "check"):
+    kept, skipped = [], []
+    for record, _ in _readable(data_dir, records, progress, "check", skipped):
+        kept.append(record)
+    labels = np.asarray([index_of[r.class_name] for r in kept], dtype=np.int64)
+    return ImageList(Path(data_dir), kept, labels, size), skipped
+
+
+def _readable(data_dir: Path, records: Iterable[ImageRecord], progress: bool, description: str,
+              skipped: list[tuple[str, str]]) -> Iterator[tuple[ImageRecord, np.ndarray]]:
+    """``(record, decoded RGB)`` of every record that decodes; the others are logged and added to
+    ``skipped`` as ``(path, reason)``."""
+    for record in _progress(list(records), progress, description):
         try:
-            read_image(Path(data_dir) / record.path)
+            rgb = read_image(Path(data_dir) / record.path)
         except ImageError as error:
             log.warning("skipping %s: %s", record.path, error)
             skipped.append((record.path, str(error)))
             continue
-        kept.append(record)
-        labels.append(index_of[record.class_name])
-    return ImageList(Path(data_dir), kept, np.asarray(labels, dtype=np.int64), size), skipped
+        yield record, rgb
 
 
 def write_split_lists(run_dir: Path, train: Sequence[ImageRecord], test: Sequence[ImageRecord]) -> None:
