@@ -9,7 +9,7 @@ import pytest
 from conftest import make_class_folder
 from edge.gallery.__main__ import main as gallery_main
 from edge.gallery.comparison import Comparison, fit_comparison, loo_queries
-from edge.gallery.enrol import GallerySettings, _calibrate
+from edge.gallery.enrol import GallerySettings, calibrate_comparison
 from edge.gallery.index import GalleryItems
 from edge.gallery.openset import calibrate, bundle_calibration
 from edge.gallery.prototypes import PROTOTYPE_WEIGHTS, blended
@@ -148,7 +148,7 @@ def test_a_whitened_gallery_is_calibrated_on_held_out_folds_not_on_the_items_it_
     comparison = fit_comparison(vectors, items.labels, ())
     assert comparison.whitening is not None
     settings = GallerySettings("sha", (), 0.5, 0.1)
-    held_out = _calibrate(comparison, items, settings)
+    held_out = calibrate_comparison(comparison, items, settings)
     in_sample = calibrate(comparison.apply(vectors), items.labels, 0.1, bundle_calibration(0.5),
                           loo_queries(items.labels), comparison.prototype_weight)
     assert held_out.source == "gallery" and held_out.threshold < in_sample.threshold
@@ -167,7 +167,7 @@ def test_whitening_is_stored_with_the_version_and_refused_when_damaged(tmp_path)
     items = _items(vectors, ids)
     comparison = fit_comparison(vectors, items.labels, ())
     assert comparison.whitening is not None
-    calibration = _calibrate(comparison, items, GallerySettings("sha", (), 0.5, 0.1))
+    calibration = calibrate_comparison(comparison, items, GallerySettings("sha", (), 0.5, 0.1))
     version = save_gallery(tmp_path / "g", items, "sha", comparison=comparison, calibration=calibration)
     info = json.loads((version / GALLERY_INFO).read_text())
     assert info["schema_version"] == WHITENED_GALLERY_SCHEMA

@@ -149,7 +149,7 @@ def commit(root: Path, items: GalleryItems, settings: GallerySettings, backgroun
            trees: int = DEFAULT_TREES, search_k: int = DEFAULT_SEARCH_K, report: EnrolReport | None = None) -> Path:
     """Fits comparison and calibration to ``items`` and saves them as the live version."""
     comparison = fit_comparison(items.embeddings, items.labels, settings.segments)
-    calibration = _calibrate(comparison, items, settings)
+    calibration = calibrate_comparison(comparison, items, settings)
     if calibration.source != "gallery" and (comparison.prototype_weight > 0 or comparison.whitening is not None):
         # Too few impostors to fit a threshold: the fallback is a plain-cosine threshold, so no vote
         # and no whitening (the threshold means nothing for scores that are not plain cosines).
@@ -162,7 +162,7 @@ def commit(root: Path, items: GalleryItems, settings: GallerySettings, backgroun
     return version
 
 
-def _calibrate(comparison: Comparison, items: GalleryItems, settings: GallerySettings) -> Calibration:
+def calibrate_comparison(comparison: Comparison, items: GalleryItems, settings: GallerySettings) -> Calibration:
     """The "unknown" and pair thresholds for ``comparison``: leave-one-out, or, when it whitens
     (a metric fitted on these very items), on held-out folds with the whitening refitted without them."""
     fallback = bundle_calibration(settings.manifest_threshold, settings.far)
@@ -298,5 +298,5 @@ def display_path(path: Path, relative_to: Path | None) -> str:
     return path.as_posix()
 
 
-__all__ = ["EnrolReport", "GallerySettings", "add", "build", "commit", "embed_background", "embed_items",
-           "folder_items", "recalibrate", "remove_label", "thumbnail_jpeg"]
+__all__ = ["EnrolReport", "GallerySettings", "add", "build", "calibrate_comparison", "commit", "embed_background",
+           "embed_items", "folder_items", "recalibrate", "remove_label", "thumbnail_jpeg"]
