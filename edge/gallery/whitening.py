@@ -32,7 +32,7 @@ from typing import Sequence
 import numpy as np
 
 from edge.gallery.openset import Scores, sample_pairs
-from edge.gallery.prototypes import PROTOTYPE_WEIGHTS, blended, label_sums, ranked_hits
+from edge.gallery.prototypes import PROTOTYPE_WEIGHTS, blended, label_sums, prototypes, ranked_hits
 from edge.metrics import l2_normalize
 
 STRENGTHS = (4.0, 1.0, 0.25)
@@ -187,6 +187,4 @@ def _transformed(transform: Whitening | None, vectors: np.ndarray) -> np.ndarray
 
 def _scores(gallery: np.ndarray, gallery_ids: np.ndarray, queries: np.ndarray, count: int):
     """(Q, N) cosines and (Q, labels) cosines to the gallery labels' mean vectors."""
-    sums, counts = label_sums(gallery, gallery_ids, count)
-    prototypes = (sums / np.maximum(counts, 1)[:, None]).astype(np.float32)
-    return queries @ gallery.T, queries @ prototypes.T
+    return queries @ gallery.T, queries @ prototypes(gallery, gallery_ids, count).T
