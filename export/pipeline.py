@@ -97,20 +97,21 @@ def export_run(run_dir: Path, bundle_dir: Path, options: ExportOptions = ExportO
 def _build_bundle(run: RunFolder, data_dir: Path, staging: Path, options: ExportOptions) -> dict:
     import keras
 
-    from train.data import load_images
-    from train.features import run_in_batches
+    from train.data import scan_images
+    from train.features import embed_image_list
     from train.model import embedding_segments, export_encoder
 
     size = run.config.input_size
-    train_set, _ = load_images(data_dir, run.train_records, run.class_names, size)
-    test_set, _ = load_images(data_dir, run.test_records, run.class_names, size)
+    # Checked now, decoded again a chunk at a time: memory does not grow with the splits.
+    train_set, _ = scan_images(data_dir, run.train_records, run.class_names, size)
+    test_set, _ = scan_images(data_dir, run.test_records, run.class_names, size)
     keras_encoder = keras.models.load_model(run.encoder_path)
-    float_train = run_in_batches(keras_encoder, train_set.clean, dtype=np.float32)
-    float_test = run_in_batches(keras_encoder, test_set.clean, dtype=np.float32)
+    float_train = embed_image_list(keras_encoder, train_set)
+    float_test = embed_image_list(keras_encoder, test_set)
 
     rng = np.random.default_rng(options.seed)
-    chosen = rng.choice(len(train_set.clean), size=min(options.calibration_images, len(train_set.clean)), replace=False)
-    representative = lambda: (train_set.clean[i].astype(np.float32) for i in chosen)  # noqa: E731
+    chosen = rng.choice(len(train_set), size=min(options.calibration_images, len(train_set)), replace=False)
+    representative = lambda: (train_set.clean([i])[0].astype(np.float32) for i in chosen)  # noqa: E731
     tick = time.time()
     model = fixed_batch_model(export_encoder(keras_encoder))
     mode = "int8" if options.edgetpu else options.mode

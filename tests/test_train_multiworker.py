@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO_ROOT, TINY_TRAIN_ARGS, make_class_folder
+from tiny_train_metrics import comparable
+from train.checkpoint import progress
 
 TIMEOUT = 300.0
 DIGEST = re.compile(r"encoder weights sha256 ([0-9a-f]{64})")
@@ -92,3 +94,72 @@ def test_two_workers_train_together(tmp_path):
     assert baseline["retrieval"] == baseline_alone["retrieval"]
     assert baseline["verification"] == pytest.approx(baseline_alone["verification"], rel=1e-6)
     assert metrics["encoder_check"]["max_abs_diff"] < 1e-3
+
+
+# Long enough stages that the kill lands inside stage 2 (as tests/test_train_resume.py).
+RESUME_ARGS = [*TINY_TRAIN_ARGS, "--head-epochs", "2", "--fine-tune-epochs", "4", "--batch-size", "6"]
+
+
+def _cluster(run: Path, data: Path, ports: list[int], logs: list[Path]) -> list[subprocess.Popen]:
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+    argv = ["--data-dir", str(data), "--run-dir", str(run), *RESUME_ARGS, "--strategy", "multiworker"]
+    return [_start(argv, _env({"cluster": cluster, "task": {"type": "worker", "index": i}}), logs[i]) for i in range(2)]
+
+
+def _read_state(backup: Path) -> dict | None:
+    try:
+        return json.loads((backup / "state.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):  # not written yet (replaced atomically)
+        return None
+
+
+def _roll_back_one_epoch(backup: Path) -> None:
+    """What a worker killed between finishing its last epoch and backing it up leaves on disk."""
+    state = _read_state(backup)
+    (backup / state["weights"]).unlink()
+    (backup / "state.json").write_text(json.dumps({**state["previous"], "previous": None}))
+
+
+def test_two_killed_workers_resume_to_the_same_metrics(tmp_path):
+    """Both workers SIGKILLed inside stage 2, their backups one epoch apart (as a worker killed
+    before writing its last backup leaves them), the same commands started again: they agree on
+    the epoch both have and end exactly as an uninterrupted two-worker run."""
+    data = make_class_folder(tmp_path / "data", per_class=12, size=48)
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    ports = _free_ports(4)
+    whole_logs = [tmp_path / "whole0.log", tmp_path / "whole1.log"]
+    logs = [tmp_path / "worker0.log", tmp_path / "worker1.log"]
+    uninterrupted = _cluster(whole, data, ports[:2], whole_logs)  # alongside, to save wall time
+    killed = _cluster(resumed, data, ports[2:], logs)
+    backups = [resumed / "backup", resumed / "workertemp_1" / "backup"]
+    deadline = time.monotonic() + TIMEOUT
+    try:
+        while (_read_state(backups[0]) or {}).get("stage") != "stage 2":
+            assert time.monotonic() < deadline and all(p.poll() is None for p in killed), logs[0].read_text()[-3000:]
+            time.sleep(0.01)
+        for process in killed:
+            process.kill()
+        for process in killed:
+            process.wait(timeout=30)
+    finally:
+        for process in killed:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    _wait_all(uninterrupted, whole_logs)
+    assert not (resumed / "metrics.json").exists(), "killed before it finished"
+
+    states = [_read_state(folder) for folder in backups]
+    if progress(states[0]) == progress(states[1]):
+        _roll_back_one_epoch(backups[1])
+    ahead = 0 if progress(states[0]) >= progress(_read_state(backups[1])) else 1
+    _wait_all(_cluster(resumed, data, ports[2:], logs), logs)
+
+    assert "restoring the epoch before the last" in logs[ahead].read_text()
+    assert "resuming from" in logs[1 - ahead].read_text()
+    for name in ("history.json", "metrics.json"):
+        again, alone = (json.loads((run / name).read_text()) for run in (resumed, whole))
+        if name == "metrics.json":
+            again, alone = comparable(again), comparable(alone)
+        assert again == alone, name  # bit-identical: every loss and metric
+    assert not backups[0].exists() and not (resumed / "workertemp_1").exists()

@@ -20,8 +20,8 @@ from tiny_train_metrics import comparable
 ARGS = [*TINY_TRAIN_ARGS, "--head-epochs", "2", "--fine-tune-epochs", "4", "--batch-size", "6"]
 
 
-def _command(data: Path, run: Path) -> list[str]:
-    return [sys.executable, "-m", "train", "--data-dir", str(data), "--run-dir", str(run), *ARGS]
+def _command(data: Path, run: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "train", "--data-dir", str(data), "--run-dir", str(run), *ARGS, *extra]
 
 
 def _result(run: Path) -> dict:
@@ -56,13 +56,15 @@ def _kill_after_first_stage_2_epoch(command: list[str], backup: Path, timeout: f
         process.stderr.close()
 
 
-def test_killed_run_resumes_to_the_same_metrics(tmp_path):
+# Mixed precision adds the loss-scale optimizer's state (scale, good steps) to what must come back.
+@pytest.mark.parametrize("precision", ["float32", "mixed"])
+def test_killed_run_resumes_to_the_same_metrics(tmp_path, precision):
     data = make_class_folder(tmp_path / "data", per_class=12, size=48)
     whole, resumed = tmp_path / "whole", tmp_path / "resumed"
-    uninterrupted = subprocess.Popen(_command(data, whole), cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)  # alongside, to halve the wall time
+    uninterrupted = subprocess.Popen(_command(data, whole, "--precision", precision), cwd=REPO_ROOT,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # alongside: half the wall time
     try:
-        seen = _kill_after_first_stage_2_epoch(_command(data, resumed), resumed / "backup")
+        seen = _kill_after_first_stage_2_epoch(_command(data, resumed, "--precision", precision), resumed / "backup")
         assert uninterrupted.wait(timeout=300) == 0
     finally:
         if uninterrupted.poll() is None:
@@ -73,7 +75,8 @@ def test_killed_run_resumes_to_the_same_metrics(tmp_path):
     assert seen["stage"] == "stage 2" and 1 <= seen["epochs_done"] < 4, seen["epochs_done"]
     assert len(seen["history"]["stage 1"]) == 2
 
-    again = subprocess.run(_command(data, resumed), cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    again = subprocess.run(_command(data, resumed, "--precision", precision), cwd=REPO_ROOT, capture_output=True,
+                           text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]
     assert f"stage 2, {seen['epochs_done']} epoch(s) done" in again.stderr
     assert _result(resumed) == _result(whole)  # bit-identical: every loss and metric

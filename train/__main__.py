@@ -19,7 +19,7 @@ import sys
 from typing import Sequence
 
 from edge.cli import make_parser, run_main
-from train.config import LOSSES, STRATEGIES, TrainConfig
+from train.config import LOSSES, PRECISIONS, STRATEGIES, TrainConfig
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--batch-size", type=int, default=defaults.batch_size, help="batch size")
     add("--pairs-per-epoch", type=int, default=defaults.pairs_per_epoch, help="pairs per epoch (pair losses)")
     add("--strategy", choices=STRATEGIES, default=defaults.strategy, help="tf.distribute strategy")
+    add("--precision", choices=PRECISIONS, default=defaults.precision,
+        help="float32, or mixed (float16 arithmetic, float32 weights); auto = mixed when a GPU is visible")
     add("--cache-dir", default=None,
         help="keep the frozen-feature caches here, reused by later runs with the same inputs (default: memory only)")
     add("--backup-dir", default=None,

@@ -7,12 +7,19 @@ same things at the same moment (the end of every epoch) plus what BackupAndResto
 which stage the epoch belongs to, the losses so far, and the random state the next epoch's batches
 are drawn from (the run's numpy Generator and Python's ``random``, which seeds Keras initialisers).
 
-    <backup>/state.json                  stage, epochs done, losses, random states, weights file
-    <backup>/<stage>-epoch-<n>.weights.h5 model + optimizer state (``Model.save_weights``)
+    <backup>/state.json                  stage, epochs done, losses, random states, weights file,
+                                         and the same for the epoch before ("previous")
+    <backup>/<stage>-epoch-<n>.weights.h5 model + optimizer state (``Model.save_weights``), the last two
 
 state.json is replaced atomically after its weights file is complete, so a kill at any moment
 leaves the previous epoch's backup usable. A backup made by another configuration or data split
 (its fingerprint differs) is ignored and overwritten. The folder is deleted when the run finishes.
+
+Several workers (train.distribute) each keep a backup of their own, and a cluster killed together
+may leave them one epoch apart: the all-reduce of epoch n+1 needs every worker, so none can be
+further ahead than that, but one may die between finishing epoch n and writing it. Before
+resuming, the workers exchange how far their backups go (``gather_progress``, a collective) and
+all restore the least advanced one: their latest or, for the ones ahead, the epoch before.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import logging
 import random
 import shutil
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -33,6 +41,8 @@ log = logging.getLogger(__name__)
 STATE_FILE = "state.json"
 STAGES = ("stage 1", "stage 2")
 """The checkpointed stages in the order they run."""
+PROGRESS_PER_STAGE = 100_000
+"""More epochs than any stage has: ``progress`` counts a stage as this many."""
 
 
 def fingerprint(*parts: str) -> str:
@@ -46,11 +56,19 @@ def fingerprint(*parts: str) -> str:
 class EpochBackup:
     """Saves after every epoch; on a restart, skips finished stages and restores the epoch reached."""
 
-    def __init__(self, folder: Path | None, run_fingerprint: str):
-        """``folder`` None turns backups off (nothing is saved or restored)."""
+    def __init__(self, folder: Path | None, run_fingerprint: str,
+                 gather_progress: Callable[[int], list[int]] | None = None):
+        """``folder`` None turns backups off (nothing is saved or restored). ``gather_progress``
+        (several workers only) takes this worker's :func:`progress` and returns every worker's;
+        every worker must call it, so it is called even without a backup to resume."""
         self.folder = Path(folder) if folder else None
         self.fingerprint = run_fingerprint
         self.state = self._read_state()
+        if gather_progress is not None and self.folder is not None:
+            self.state = self._agreed_state(min(gather_progress(progress(self.state))))
+        if self.state is not None:
+            log.info("resuming from %s: %s, %d epoch(s) done", self.folder, self.state["stage"],
+                     self.state["epochs_done"])
 
     def _read_state(self) -> dict | None:
         if self.folder is None or not (self.folder / STATE_FILE).is_file():
@@ -59,8 +77,20 @@ class EpochBackup:
         if state.get("fingerprint") != self.fingerprint:
             log.warning("ignoring the backup in %s: made by another configuration or data split", self.folder)
             return None
-        log.info("resuming from %s: %s, %d epoch(s) done", self.folder, state["stage"], state["epochs_done"])
         return state
+
+    def _agreed_state(self, agreed: int) -> dict | None:
+        """The backed-up epoch every worker can restore: this backup's latest or the one before."""
+        if agreed == progress(self.state):
+            return self.state
+        previous = (self.state or {}).get("previous")
+        if previous is not None and agreed == progress(previous):
+            log.info("another worker's backup ends an epoch earlier: restoring the epoch before the last")
+            return {**previous, "fingerprint": self.fingerprint}
+        if agreed > 0:
+            log.warning("the workers' backups do not share an epoch (%d vs %d): training from the start",
+                        agreed, progress(self.state))
+        return None
 
     def resume(self, stage: str, model, rng: np.random.Generator) -> list[float]:
         """The losses of the epochs of ``stage`` already done (all of them when a later stage was
@@ -86,6 +116,7 @@ class EpochBackup:
         done = len(history[stage])
         weights = f"{stage.replace(' ', '-')}-epoch-{done:04d}.weights.h5"
         model.save_weights(self.folder / weights)
+        previous = {k: v for k, v in self.state.items() if k != "previous"} if self.state else None
         state = {
             "fingerprint": self.fingerprint,
             "stage": stage,
@@ -94,17 +125,28 @@ class EpochBackup:
             "weights": weights,
             "numpy_rng": rng.bit_generator.state,
             "python_random": random.getstate(),
+            "previous": previous,
         }
-        write_text_atomic(self.folder / STATE_FILE, json.dumps(state, default=_jsonable) + "\n")
+        # Through JSON now: the state kept for the next epoch must not share the history's lists.
+        text = json.dumps(state, default=_jsonable) + "\n"
+        write_text_atomic(self.folder / STATE_FILE, text)
+        kept = {weights, previous["weights"] if previous else None}
         for old in self.folder.glob("*.weights.h5"):
-            if old.name != weights:
+            if old.name not in kept:
                 old.unlink()
-        self.state = state
+        self.state = json.loads(text)
 
     def finish(self) -> None:
         """The run is complete: the backup is no longer needed."""
         if self.folder is not None and self.folder.exists():
             shutil.rmtree(self.folder)
+
+
+def progress(state: dict | None) -> int:
+    """How far a backup goes, as one number that orders backups: 0 for none."""
+    if state is None:
+        return 0
+    return STAGES.index(state["stage"]) * PROGRESS_PER_STAGE + int(state["epochs_done"])
 
 
 def _jsonable(value):

@@ -11,6 +11,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_RUN_DIR = REPO_ROOT / "artifacts" / "run"
 LOSSES = ("softmax", "triplet", "contrastive", "bce")
 STRATEGIES = ("default", "mirrored", "multiworker")
+PRECISIONS = ("auto", "float32", "mixed")
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,9 @@ class TrainConfig:
     strategy: str = "default"
     """tf.distribute strategy: default (one device), mirrored (all GPUs, or all logical CPUs), or
     multiworker (MultiWorkerMirroredStrategy over the workers in TF_CONFIG; train.distribute)."""
+    precision: str = "auto"
+    """float32, or mixed (float16 arithmetic, float32 weights, loss scaling; train.precision); auto
+    picks mixed when TensorFlow sees a GPU. The run's config.json records what was used."""
     cache_dir: str | None = None
     """Folder of the frozen-feature caches (clean images' lower-block maps, augmented views), keyed
     by what made them and reused by later runs with the same inputs; None keeps them in memory only."""
@@ -106,6 +110,8 @@ class TrainConfig:
             raise ValueError(f"input_size must be at least 32, got {self.input_size}")
         if not 0.0 <= self.generic_share < 1.0:
             raise ValueError(f"generic_share must be in [0, 1), got {self.generic_share}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.augmented_views < 1:
             raise ValueError(f"augmented_views must be >= 1, got {self.augmented_views}")
 

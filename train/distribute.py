@@ -69,6 +69,27 @@ def is_multi_worker(strategy) -> bool:
     return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
 
 
+def progress_gatherer(strategy):
+    """For train.checkpoint.EpochBackup under a multi-worker strategy: ``gather(value)`` returns
+    every replica's ``value`` (every worker's, once per replica it runs), through one all-reduce
+    that each worker must join. None for a single-worker strategy (nothing to agree on)."""
+    if not is_multi_worker(strategy):
+        return None
+    import tensorflow as tf
+
+    replicas = strategy.num_replicas_in_sync
+
+    def gather(value: int) -> list[int]:
+        def own_slot():
+            replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+            return tf.one_hot(replica, replicas, dtype=tf.float64) * float(value)
+
+        summed = strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(tf.function(own_slot)), axis=None)
+        return [int(v) for v in summed.numpy()]
+
+    return gather
+
+
 def epoch_batches(x, y, batch_size: int):
     """The epoch as a ``tf.data.Dataset`` of ``(x, y)`` batches in order, read from ``x`` and ``y``
     (arrays or train.features.Rows, nested in lists/tuples) one batch at a time by a generator,

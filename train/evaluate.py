@@ -132,17 +132,17 @@ def evaluate_saved_run(path: Path, data_dir: Path | None, batch_size: int = 32) 
     """Embeds the run's split with its saved Keras encoder and recomputes the metrics."""
     import keras
 
-    from train.data import load_images
-    from train.features import run_in_batches
+    from train.data import scan_images
+    from train.features import embed_image_list
 
     run = open_run(path)
     root = data_dir_of(run, data_dir)
     size = run.config.input_size
-    train_set, _ = load_images(root, run.train_records, run.class_names, size)
-    test_set, _ = load_images(root, run.test_records, run.class_names, size)
+    train_set, _ = scan_images(root, run.train_records, run.class_names, size)
+    test_set, _ = scan_images(root, run.test_records, run.class_names, size)
     encoder = keras.models.load_model(run.encoder_path)
-    gallery = run_in_batches(encoder, train_set.clean, batch_size, np.float32)
-    queries = run_in_batches(encoder, test_set.clean, batch_size, np.float32)
+    gallery = embed_image_list(encoder, train_set, batch_size)
+    queries = embed_image_list(encoder, test_set, batch_size)
     return evaluate_embeddings(
         gallery, train_set.labels, queries, test_set.labels, run.class_names,
         run.config.holdout_classes, run.config.eval_pairs, run.config.seed,

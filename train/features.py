@@ -22,24 +22,17 @@ from train.shards import SHARD_ROWS, ShardedArray, write_shard
 log = logging.getLogger(__name__)
 
 
-def run_in_batches(model, images: np.ndarray, batch_size: int = 32, dtype=np.float16, chunk: int = 512) -> np.ndarray:
-    """``model.predict`` over ``images``, stored as ``dtype`` (float16 halves the cache's memory).
-
-    ``predict`` (not ``predict_on_batch``) so that tf.distribute strategies split and gather the
-    batches correctly; chunks of ``chunk`` images bound the float32 intermediate memory.
-    """
-    if len(images) == 0:
-        raise ValueError("run_in_batches got no images")
-    outputs = []
-    for start in range(0, len(images), chunk):
-        part = np.asarray(images[start : start + chunk], dtype=np.float32)
-        outputs.append(np.asarray(model.predict(part, batch_size=batch_size, verbose=0)).astype(dtype))
-    return np.concatenate(outputs)
+def embed_image_list(model, images: ImageList, batch_size: int = 32, chunk: int = 512) -> np.ndarray:
+    """float32 ``model`` outputs of every clean image of ``images``, decoded ``chunk`` images at a
+    time, so memory does not grow with the split. ``predict`` (not ``predict_on_batch``) so that
+    tf.distribute strategies split and gather the batches correctly."""
+    chunks = (images.clean(range(start, min(start + chunk, len(images)))) for start in range(0, len(images), chunk))
+    return predict_chunks(model, chunks, batch_size)
 
 
 def lower_features_to_shards(model, images: ImageList, rows: np.ndarray, folder: Path, batch_size: int = 32) -> tuple:
     """Writes ``model``'s float32 features of the clean images ``rows`` as shards of ``folder``,
-    decoding one shard's images at a time. Same batches as :func:`run_in_batches` (shard = chunk).
+    decoding one shard's images at a time. Same batches as :func:`embed_image_list` (shard = chunk).
 
     Returns:
       ``(groups, rows, item_shape, dtype)`` for train.cache.
@@ -95,7 +88,7 @@ def augmented_views_to_shards(
 
 def predict_chunks(model, chunks: Iterable[np.ndarray], batch_size: int = 32, dtype=np.float32) -> np.ndarray:
     """``model.predict`` over a sharded array's chunks; the outputs (small: pooled features,
-    embeddings) are concatenated. Same batches as :func:`run_in_batches` on the whole array."""
+    embeddings) are concatenated."""
     outputs = [np.asarray(model.predict(np.asarray(c, dtype=np.float32), batch_size=batch_size, verbose=0)).astype(dtype)
                for c in chunks]
     if not outputs:

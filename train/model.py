@@ -24,6 +24,8 @@ GENERIC_SOURCE_LAYER = "block_16_project_BN"
 GENERIC_PROJECTION_LAYER = "generic_projection"
 HEAD_WEIGHT_LAYER = "head_weight"
 GENERIC_WEIGHT_LAYER = "generic_weight"
+FLOAT32 = "float32"
+"""The dtype of the layers that end in a cosine or a loss, whatever the policy (train.precision)."""
 
 
 @dataclass
@@ -67,7 +69,7 @@ def build_tower(input_size: int, embedding_size: int, weights: str, alpha: float
     backbone.trainable = False
     pool = layers.GlobalAveragePooling2D(name="pool")
     projection = layers.Dense(embedding_size, name=PROJECTION_LAYER)
-    normalize = layers.UnitNormalization(name=NORMALIZE_LAYER)
+    normalize = layers.UnitNormalization(name=NORMALIZE_LAYER, dtype=FLOAT32)
     pixels = keras.Input((input_size, input_size, 3), name="pixels")
     scaled = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="to_unit_range")(pixels)
     embedding = normalize(projection(pool(backbone(scaled))))
@@ -125,9 +127,10 @@ def set_fine_tuning(tower: Tower, first_trainable_block: int) -> None:
 
 
 class CosineClassifier(layers.Layer):
-    """Normalised-softmax head: logits = scale * cos(embedding, class weight)."""
+    """Normalised-softmax head: logits = scale * cos(embedding, class weight); float32 by default."""
 
     def __init__(self, num_classes: int, scale: float = 16.0, **kwargs):
+        kwargs.setdefault("dtype", FLOAT32)
         super().__init__(**kwargs)
         self.num_classes = num_classes
         self.scale = scale
@@ -146,11 +149,12 @@ class CosineClassifier(layers.Layer):
 
 
 class PairHead(layers.Layer):
-    """Siamese "same?" head: sigmoid(Dense(|a - b|)), the seed project's L1 pair score."""
+    """Siamese "same?" head: sigmoid(Dense(|a - b|)), the seed project's L1 pair score; float32 by default."""
 
     def __init__(self, **kwargs):
+        kwargs.setdefault("dtype", FLOAT32)
         super().__init__(**kwargs)
-        self.score = layers.Dense(1, activation="sigmoid", name="same_probability")
+        self.score = layers.Dense(1, activation="sigmoid", name="same_probability", dtype=self.dtype_policy)
 
     def build(self, input_shape):
         self.score.build(input_shape[0])
@@ -161,7 +165,11 @@ class PairHead(layers.Layer):
 
 
 class EuclideanDistance(layers.Layer):
-    """||a - b||, kept away from 0 so that its gradient stays finite."""
+    """||a - b||, kept away from 0 so that its gradient stays finite; float32 by default."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("dtype", FLOAT32)
+        super().__init__(**kwargs)
 
     def call(self, inputs):
         first, second = inputs
@@ -225,14 +233,14 @@ def add_generic_branch(tower: Tower, generic_size: int, generic_share: float) ->
     )
     pixels = keras.Input(backbone.input.shape[1:], name="pixels")
     bottleneck, last = features(tower.encoder.get_layer("to_unit_range")(pixels))
-    head = layers.UnitNormalization(name="head_l2")(tower.projection(tower.pool(last)))
+    head = layers.UnitNormalization(name="head_l2", dtype=FLOAT32)(tower.projection(tower.pool(last)))
     generic = layers.Dense(generic_size, name=GENERIC_PROJECTION_LAYER, trainable=False)(
         layers.GlobalAveragePooling2D(name="generic_pool")(bottleneck)
     )
-    generic = layers.UnitNormalization(name="generic_l2")(generic)
-    embedding = layers.Concatenate(name="embedding")([
-        layers.Rescaling(math.sqrt(1.0 - generic_share), name=HEAD_WEIGHT_LAYER)(head),
-        layers.Rescaling(math.sqrt(generic_share), name=GENERIC_WEIGHT_LAYER)(generic),
+    generic = layers.UnitNormalization(name="generic_l2", dtype=FLOAT32)(generic)
+    embedding = layers.Concatenate(name="embedding", dtype=FLOAT32)([
+        layers.Rescaling(math.sqrt(1.0 - generic_share), name=HEAD_WEIGHT_LAYER, dtype=FLOAT32)(head),
+        layers.Rescaling(math.sqrt(generic_share), name=GENERIC_WEIGHT_LAYER, dtype=FLOAT32)(generic),
     ])
     return keras.Model(pixels, embedding, name=ENCODER_NAME)
 

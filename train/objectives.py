@@ -49,7 +49,7 @@ def training_model(
     model, main_loss = _single_model(embedder, loss, heads, margin, cosine_margin)
     if not uses_distillation(loss, distill_weight):
         return model, main_loss, None
-    embedding = keras.layers.Identity(name="embedding_for_distillation")(embedder.output)
+    embedding = keras.layers.Identity(name="embedding_for_distillation", dtype="float32")(embedder.output)
     both = keras.Model(embedder.input, [model.output, embedding])
     return both, [main_loss, losses.similarity_distillation_loss()], [1.0, distill_weight]
 

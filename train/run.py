@@ -9,6 +9,7 @@ The stages themselves are in train.stages.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -23,7 +24,7 @@ from train import stages
 from train.cache import FeatureCache, weights_digest
 from train.checkpoint import EpochBackup, fingerprint
 from train.config import TrainConfig
-from train.distribute import discard_worker_output, make_strategy, output_dir
+from train.distribute import discard_worker_output, is_chief, make_strategy, output_dir, progress_gatherer
 from train.data import (
     DatasetError, ImageList, cap_per_class, list_images, scan_images, split_records, write_split_lists,
 )
@@ -40,6 +41,7 @@ from train.layout import (
     SHARDS_DIR, SIAMESE_FILE, TEST_LIST, TRAIN_LIST,
 )
 from train.model import PairHead, build_pair_model, embedding_segments
+from train.precision import compute_policy, float32_encoder, resolve_precision
 from train.plots import plot_history, retrieval_grid, save_rgb_png
 from train.sampling import balanced_pairs
 
@@ -77,6 +79,7 @@ def train(config: TrainConfig) -> dict:
     """Runs training and evaluation; writes the run folder; returns metrics.json's content."""
     started = time.time()
     strategy = make_strategy(config.strategy)  # first: a multi-worker strategy must precede every TF op
+    config = dataclasses.replace(config, precision=resolve_precision(config.precision))  # config.json: what ran
     run_dir = output_dir(Path(config.run_dir), strategy)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / CONFIG_FILE).write_text(config.to_json(), encoding="utf-8")
@@ -87,41 +90,44 @@ def train(config: TrainConfig) -> dict:
     data = load_data(config, run_dir)
     timing["load_seconds"] = time.time() - started
 
-    parts = stages.build_parts(config, strategy, int(data.fit_labels.max()) + 1)
-    tick = time.time()
-    cache = FeatureCache(Path(config.cache_dir) if config.cache_dir else None, run_dir / SHARDS_DIR)
-    features = stages.frozen_features(config, parts, data.data_dir, data.train_set, data.test_set, data.fit_rows, cache)
-    timing["frozen_features_seconds"] = time.time() - tick
-    evaluate = _evaluator(config, data)
-    baseline_report = evaluate(features.baseline_train, features.baseline_test)
-    log.info(summary_line("baseline", baseline_report))
-
-    history: dict[str, list[float]] = {}
-    backup = EpochBackup(_backup_dir(config, run_dir), _run_fingerprint(config, run_dir))
-    teacher = stages.distillation_teacher(config, features, data.fit_rows)
-    tick = time.time()
-    stages.stage_1(config, strategy, parts, features, data.fit_rows, data.fit_labels, rng, teacher, backup, history)
-    timing["stage1_seconds"] = time.time() - tick
-
-    tick = time.time()
-    embedder = stages.upper_embedder(strategy, parts, features)
-    stages.stage_2(
-        config, strategy, parts, embedder, data.data_dir, data.train_set, features, cache, data.fit_rows,
-        data.fit_labels, rng, teacher, backup, history, timing,
-    )
-    timing["stage2_seconds"] = time.time() - tick
-
-    encoder, head_only_report = parts.tower.encoder, None
-    if config.generic_share > 0:
+    with compute_policy(config.precision):  # the training models: float16 arithmetic in "mixed"
+        parts = stages.build_parts(config, strategy, int(data.fit_labels.max()) + 1)
         tick = time.time()
-        encoder, trained_train, trained_test = stages.generic_branch(config, parts.tower, features, data.fit_rows)
-        timing["generic_branch_seconds"] = time.time() - tick
-        size = config.embedding_size
-        head_only_report = evaluate(trained_train[:, :size], trained_test[:, :size])
-        log.info(summary_line("head only", head_only_report))
-    else:
-        trained_train = predict_chunks(embedder, features.clean_train.chunks())
-        trained_test = predict_chunks(embedder, features.clean_test.chunks())
+        cache = FeatureCache(Path(config.cache_dir) if config.cache_dir else None, run_dir / SHARDS_DIR)
+        features = stages.frozen_features(config, parts, data.data_dir, data.train_set, data.test_set, data.fit_rows, cache)
+        timing["frozen_features_seconds"] = time.time() - tick
+        evaluate = _evaluator(config, data)
+        baseline_report = evaluate(features.baseline_train, features.baseline_test)
+        log.info(summary_line("baseline", baseline_report))
+
+        history: dict[str, list[float]] = {}
+        backup = EpochBackup(_backup_dir(config, run_dir, strategy), _run_fingerprint(config, run_dir),
+                             progress_gatherer(strategy))
+        teacher = stages.distillation_teacher(config, features, data.fit_rows)
+        tick = time.time()
+        stages.stage_1(config, strategy, parts, features, data.fit_rows, data.fit_labels, rng, teacher, backup, history)
+        timing["stage1_seconds"] = time.time() - tick
+
+        tick = time.time()
+        embedder = stages.upper_embedder(strategy, parts, features)
+        stages.stage_2(
+            config, strategy, parts, embedder, data.data_dir, data.train_set, features, cache, data.fit_rows,
+            data.fit_labels, rng, teacher, backup, history, timing,
+        )
+        timing["stage2_seconds"] = time.time() - tick
+
+        encoder, head_only_report = parts.tower.encoder, None
+        if config.generic_share > 0:
+            tick = time.time()
+            encoder, trained_train, trained_test = stages.generic_branch(config, parts.tower, features, data.fit_rows)
+            timing["generic_branch_seconds"] = time.time() - tick
+            size = config.embedding_size
+            head_only_report = evaluate(trained_train[:, :size], trained_test[:, :size])
+            log.info(summary_line("head only", head_only_report))
+        else:
+            trained_train = predict_chunks(embedder, features.clean_train.chunks())
+            trained_test = predict_chunks(embedder, features.clean_test.chunks())
+    encoder = float32_encoder(encoder, config.precision, config.input_size, config.alpha)
 
     trained_report = evaluate(trained_train, trained_test)
     log.info(summary_line("trained", trained_report))
@@ -191,10 +197,15 @@ def write_run(run_dir: Path, config: TrainConfig, data: Data, metrics: dict, his
                trained_test)
 
 
-def _backup_dir(config: TrainConfig, run_dir: Path) -> Path | None:
+def _backup_dir(config: TrainConfig, run_dir: Path, strategy) -> Path | None:
+    """<run>/backup (each worker's run folder is its own), or --backup-dir: the chief's, with
+    ``-worker<i>`` added for worker i so that workers sharing a disk do not share a backup."""
     if config.backup_dir == "none":
         return None
-    return Path(config.backup_dir) if config.backup_dir else run_dir / BACKUP_DIR
+    if not config.backup_dir:
+        return run_dir / BACKUP_DIR
+    folder = Path(config.backup_dir)
+    return folder if is_chief(strategy) else folder.with_name(f"{folder.name}-worker{strategy.cluster_resolver.task_id}")
 
 
 def _run_fingerprint(config: TrainConfig, run_dir: Path) -> str:

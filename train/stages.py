@@ -91,7 +91,8 @@ def frozen_features(config: TrainConfig, parts: Parts, data_dir, train_set: Imag
     if config.weights.lower() == "none":
         recalibrate_batchnorm(parts.tower, train_set.clean(fit_rows[:RECALIBRATION_IMAGES]))
     lower_digest = weights_digest(parts.lower)
-    key = {"lower_weights": lower_digest, "input_size": config.input_size, "block": config.fine_tune_from_block}
+    key = {"lower_weights": lower_digest, "input_size": config.input_size, "block": config.fine_tune_from_block,
+           **_precision_key(config)}
     maps = {}
     for name, images in (("clean-train", train_set), ("clean-test", test_set)):
         maps[name] = cache.load_or_make(
@@ -143,7 +144,7 @@ def stage_2(config: TrainConfig, strategy, parts: Parts, embedder: keras.Model, 
     tick = time.time()
     key = lambda: {  # noqa: E731
         "lower_weights": features.lower_digest, "input_size": config.input_size, "block": config.fine_tune_from_block,
-        "views": config.augmented_views, "seed": config.seed,
+        "views": config.augmented_views, "seed": config.seed, **_precision_key(config),
         "images": files_digest(data_dir, [train_set.records[i].path for i in fit_rows]),
     }
     views = cache.load_or_make("views", key, lambda folder: augmented_views_to_shards(
@@ -182,7 +183,8 @@ def fit_epochs(model, strategy, config: TrainConfig, labels, features_of, epochs
                teacher: np.ndarray | None, backup: EpochBackup, history: dict[str, list[float]]) -> None:
     """``epochs`` epochs, each on freshly drawn batches (one ``model.fit`` call per epoch), their
     losses appended to ``history[stage]``; backed up after every epoch, resumed from the backup."""
-    history[stage] = backup.resume(stage, model, rng)
+    with strategy.scope():  # a resumed optimizer creates its variables to load into: the strategy's
+        history[stage] = backup.resume(stage, model, rng)
     batch_size = objectives.effective_batch_size(config.loss, labels, config.batch_size)
     for epoch in range(len(history[stage]), epochs):
         tick = time.time()
@@ -209,6 +211,11 @@ def cosine_schedule(config: TrainConfig, steps: int):
         warmup_steps=warmup,
         alpha=0.01,
     )
+
+
+def _precision_key(config: TrainConfig) -> dict:
+    """Part of a feature cache's key: float16 arithmetic gives other maps (float32 keeps the old keys)."""
+    return {} if config.precision == "float32" else {"precision": config.precision}
 
 
 def _compiled(embedder: keras.Model, config: TrainConfig, heads: objectives.Heads, learning_rate) -> keras.Model:
