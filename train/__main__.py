@@ -63,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--cache-dir", default=None,
         help="keep the frozen-feature caches here, reused by later runs with the same inputs (default: memory only)")
     add("--backup-dir", default=None,
-        help="per-epoch backups to resume a killed run from (default <run-dir>/backup; 'none' = off)")
+        help="per-epoch backups to resume a killed run from (default <run-dir>/backup; 'none' = off); "
+             "with several workers the chief uses DIR and worker i DIR-worker<i>")
     add("--seed", type=int, default=defaults.seed, help="random seed")
     add("--max-images-per-class", type=int, default=None, help="cap per class, for quick experiments")
     add("--eval-pairs", type=int, default=defaults.eval_pairs, help="balanced verification test pairs")

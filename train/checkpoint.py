@@ -18,8 +18,11 @@ leaves the previous epoch's backup usable. A backup made by another configuratio
 Several workers (train.distribute) each keep a backup of their own, and a cluster killed together
 may leave them one epoch apart: the all-reduce of epoch n+1 needs every worker, so none can be
 further ahead than that, but one may die between finishing epoch n and writing it. Before
-resuming, the workers exchange how far their backups go (``gather_progress``, a collective) and
-all restore the least advanced one: their latest or, for the ones ahead, the epoch before.
+resuming, the workers exchange which epochs their backups can restore (their latest and the one
+before; ``gather_progress``, a collective) and all take the furthest epoch every one of them has,
+or start again when there is none: the same decision on every worker. A worker that goes back an
+epoch rewrites its state.json to that epoch and deletes the newer weights at once, so a later
+save never overwrites the file its state.json names.
 """
 
 from __future__ import annotations
@@ -57,15 +60,17 @@ class EpochBackup:
     """Saves after every epoch; on a restart, skips finished stages and restores the epoch reached."""
 
     def __init__(self, folder: Path | None, run_fingerprint: str,
-                 gather_progress: Callable[[int], list[int]] | None = None):
+                 gather_progress: Callable[[list[int]], list[list[int]]] | None = None):
         """``folder`` None turns backups off (nothing is saved or restored). ``gather_progress``
-        (several workers only) takes this worker's :func:`progress` and returns every worker's;
-        every worker must call it, so it is called even without a backup to resume."""
+        (several workers only) takes the :func:`progress` of the epochs this worker can restore
+        and returns every worker's; every worker must call it, so it is called even without a
+        backup to resume."""
         self.folder = Path(folder) if folder else None
         self.fingerprint = run_fingerprint
         self.state = self._read_state()
         if gather_progress is not None and self.folder is not None:
-            self.state = self._agreed_state(min(gather_progress(progress(self.state))))
+            offered = gather_progress(self._restorable())
+            self.state = self._agreed_state(max(set.intersection(*({0, *epochs} for epochs in offered))))
         if self.state is not None:
             log.info("resuming from %s: %s, %d epoch(s) done", self.folder, self.state["stage"],
                      self.state["epochs_done"])
@@ -73,23 +78,48 @@ class EpochBackup:
     def _read_state(self) -> dict | None:
         if self.folder is None or not (self.folder / STATE_FILE).is_file():
             return None
-        state = json.loads((self.folder / STATE_FILE).read_text(encoding="utf-8"))
-        if state.get("fingerprint") != self.fingerprint:
-            log.warning("ignoring the backup in %s: made by another configuration or data split", self.folder)
+        path = self.folder / STATE_FILE
+        try:
+            state = json.loads(path.read_text(encoding="utf-8"))
+            if state.get("fingerprint") != self.fingerprint:
+                log.warning("ignoring the backup in %s: made by another configuration or data split", self.folder)
+                return None
+            progress(state)  # a known stage and an epoch count
+            if not (self.folder / state["weights"]).is_file():
+                raise FileNotFoundError(f"{state['weights']} is missing")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+            log.warning("ignoring the backup in %s, which cannot be resumed (%s): training from the start",
+                        path, error)
             return None
         return state
 
+    def _previous(self) -> dict | None:
+        """The epoch before the latest, when its weights are still there."""
+        previous = (self.state or {}).get("previous")
+        if isinstance(previous, dict) and previous.get("weights") and (self.folder / previous["weights"]).is_file():
+            return previous
+        return None
+
+    def _restorable(self) -> list[int]:
+        """The progress of the backed-up epochs this worker can restore (none: [0])."""
+        epochs = [progress(self.state)]
+        if self._previous() is not None:
+            epochs.append(progress(self._previous()))
+        return epochs
+
     def _agreed_state(self, agreed: int) -> dict | None:
-        """The backed-up epoch every worker can restore: this backup's latest or the one before."""
+        """The backed-up epoch ``agreed`` (every worker has it): this backup's latest, or the one
+        before it, made the latest on disk first; None (and no backup left) for 0."""
         if agreed == progress(self.state):
             return self.state
-        previous = (self.state or {}).get("previous")
+        previous = self._previous()
         if previous is not None and agreed == progress(previous):
-            log.info("another worker's backup ends an epoch earlier: restoring the epoch before the last")
-            return {**previous, "fingerprint": self.fingerprint}
-        if agreed > 0:
-            log.warning("the workers' backups do not share an epoch (%d vs %d): training from the start",
-                        agreed, progress(self.state))
+            log.info("another worker's backup ends an epoch earlier: going back to the epoch before the last")
+            state = {**previous, "fingerprint": self.fingerprint, "previous": None}
+            self._write_state(state)
+            return state
+        log.warning("the workers' backups share no epoch: every worker trains from the start")
+        shutil.rmtree(self.folder, ignore_errors=True)
         return None
 
     def resume(self, stage: str, model, rng: np.random.Generator) -> list[float]:
@@ -127,10 +157,14 @@ class EpochBackup:
             "python_random": random.getstate(),
             "previous": previous,
         }
+        self._write_state(state)
+
+    def _write_state(self, state: dict) -> None:
+        """Replaces state.json atomically, then deletes the weights files it no longer names."""
         # Through JSON now: the state kept for the next epoch must not share the history's lists.
         text = json.dumps(state, default=_jsonable) + "\n"
         write_text_atomic(self.folder / STATE_FILE, text)
-        kept = {weights, previous["weights"] if previous else None}
+        kept = {state["weights"], (state.get("previous") or {}).get("weights")}
         for old in self.folder.glob("*.weights.h5"):
             if old.name not in kept:
                 old.unlink()

@@ -69,23 +69,28 @@ def is_multi_worker(strategy) -> bool:
     return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
 
 
-def progress_gatherer(strategy):
-    """For train.checkpoint.EpochBackup under a multi-worker strategy: ``gather(value)`` returns
-    every replica's ``value`` (every worker's, once per replica it runs), through one all-reduce
-    that each worker must join. None for a single-worker strategy (nothing to agree on)."""
+def worker_values_gatherer(strategy):
+    """Under a multi-worker strategy, ``gather(values)``: every replica's list of at most two
+    non-negative integers (every worker's, once per replica it runs), through one all-reduce that
+    each worker must join; what train.checkpoint.EpochBackup and the precision choice agree
+    through. None for a single-worker strategy (nothing to agree on)."""
     if not is_multi_worker(strategy):
         return None
     import tensorflow as tf
 
-    replicas = strategy.num_replicas_in_sync
+    replicas, width = strategy.num_replicas_in_sync, 2
 
-    def gather(value: int) -> list[int]:
-        def own_slot():
+    def gather(values: list[int]) -> list[list[int]]:
+        if len(values) > width:
+            raise ValueError(f"at most {width} values per worker, got {values}")
+        padded = [float(v) for v in values] + [-1.0] * (width - len(values))  # -1: no value
+
+        def own_row():
             replica = tf.distribute.get_replica_context().replica_id_in_sync_group
-            return tf.one_hot(replica, replicas, dtype=tf.float64) * float(value)
+            return tf.one_hot(replica, replicas, dtype=tf.float64)[:, None] * tf.constant(padded, tf.float64)[None, :]
 
-        summed = strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(tf.function(own_slot)), axis=None)
-        return [int(v) for v in summed.numpy()]
+        summed = strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(tf.function(own_row)), axis=None)
+        return [[int(v) for v in row if v >= 0] for row in summed.numpy()]
 
     return gather
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from train import losses
 from train.features import Rows, gather
-from train.model import CosineClassifier, PairHead, build_pair_model, pair_distance_model
+from train.model import FLOAT32, CosineClassifier, PairHead, build_pair_model, pair_distance_model
 from train.sampling import balanced_pairs, class_balanced_batches
 
 # features_of(indices, rng) -> the model inputs of those training images (one view each), read a
@@ -49,7 +49,8 @@ def training_model(
     model, main_loss = _single_model(embedder, loss, heads, margin, cosine_margin)
     if not uses_distillation(loss, distill_weight):
         return model, main_loss, None
-    embedding = keras.layers.Identity(name="embedding_for_distillation", dtype="float32")(embedder.output)
+    # float32 in every policy: under mixed precision a float16 layer would round the embedding.
+    embedding = keras.layers.Identity(name="embedding_for_distillation", dtype=FLOAT32)(embedder.output)
     both = keras.Model(embedder.input, [model.output, embedding])
     return both, [main_loss, losses.similarity_distillation_loss()], [1.0, distill_weight]
 

@@ -24,7 +24,7 @@ from train import stages
 from train.cache import FeatureCache, weights_digest
 from train.checkpoint import EpochBackup, fingerprint
 from train.config import TrainConfig
-from train.distribute import discard_worker_output, is_chief, make_strategy, output_dir, progress_gatherer
+from train.distribute import discard_worker_output, is_chief, make_strategy, output_dir, worker_values_gatherer
 from train.data import (
     DatasetError, ImageList, cap_per_class, list_images, scan_images, split_records, write_split_lists,
 )
@@ -79,7 +79,7 @@ def train(config: TrainConfig) -> dict:
     """Runs training and evaluation; writes the run folder; returns metrics.json's content."""
     started = time.time()
     strategy = make_strategy(config.strategy)  # first: a multi-worker strategy must precede every TF op
-    config = dataclasses.replace(config, precision=resolve_precision(config.precision))  # config.json: what ran
+    config = dataclasses.replace(config, precision=_agreed_precision(config.precision, strategy))  # config.json: what ran
     run_dir = output_dir(Path(config.run_dir), strategy)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / CONFIG_FILE).write_text(config.to_json(), encoding="utf-8")
@@ -102,7 +102,7 @@ def train(config: TrainConfig) -> dict:
 
         history: dict[str, list[float]] = {}
         backup = EpochBackup(_backup_dir(config, run_dir, strategy), _run_fingerprint(config, run_dir),
-                             progress_gatherer(strategy))
+                             worker_values_gatherer(strategy))
         teacher = stages.distillation_teacher(config, features, data.fit_rows)
         tick = time.time()
         stages.stage_1(config, strategy, parts, features, data.fit_rows, data.fit_labels, rng, teacher, backup, history)
@@ -204,14 +204,31 @@ def _backup_dir(config: TrainConfig, run_dir: Path, strategy) -> Path | None:
         return None
     if not config.backup_dir:
         return run_dir / BACKUP_DIR
-    folder = Path(config.backup_dir)
-    return folder if is_chief(strategy) else folder.with_name(f"{folder.name}-worker{strategy.cluster_resolver.task_id}")
+    folder = Path(config.backup_dir).resolve()
+    if is_chief(strategy):
+        return folder
+    return folder.parent / f"{folder.name or 'backup'}-worker{strategy.cluster_resolver.task_id}"
+
+
+def _agreed_precision(precision: str, strategy) -> str:
+    """``precision`` resolved (train.precision); ``auto`` over several workers is ``mixed`` only
+    when every worker sees a GPU, so that all of them train the same way."""
+    gather = worker_values_gatherer(strategy)
+    if precision != "auto" or gather is None:
+        return resolve_precision(precision)
+    import tensorflow as tf
+
+    has_gpu = int(bool(tf.config.list_physical_devices("GPU")))
+    everywhere = all(row == [1] for row in gather([has_gpu]))
+    return resolve_precision(precision, gpus=["every worker has one"] if everywhere else [])
 
 
 def _run_fingerprint(config: TrainConfig, run_dir: Path) -> str:
     """What a backup must have been made by to be resumed: the configuration (bar the switches
     that do not change the result) and the split lists just written."""
     settings = {k: v for k, v in json.loads(config.to_json()).items() if k not in ("progress", "backup_dir", "cache_dir")}
+    if settings.get("precision") == "float32":  # as before precision existed: older backups stay usable
+        del settings["precision"]
     lists = [(run_dir / name).read_text(encoding="utf-8") for name in (TRAIN_LIST, TEST_LIST)]
     return fingerprint(json.dumps(settings, sort_keys=True), *lists)
 
