@@ -61,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--precision", choices=PRECISIONS, default=defaults.precision,
         help="float32, or mixed (float16 arithmetic, float32 weights); auto = mixed when a GPU is visible")
     add("--cache-dir", default=None,
-        help="keep the frozen-feature caches here, reused by later runs with the same inputs (default: memory only)")
+        help="keep the frozen-feature caches here, reused by later runs with the same inputs "
+             "(default: scratch shards in <run-dir>/shards, deleted when the run ends)")
     add("--backup-dir", default=None,
         help="per-epoch backups to resume a killed run from (default <run-dir>/backup; 'none' = off); "
              "with several workers the chief uses DIR and worker i DIR-worker<i>")

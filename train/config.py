@@ -81,7 +81,8 @@ class TrainConfig:
     picks mixed when TensorFlow sees a GPU. The run's config.json records what was used."""
     cache_dir: str | None = None
     """Folder of the frozen-feature caches (clean images' lower-block maps, augmented views), keyed
-    by what made them and reused by later runs with the same inputs; None keeps them in memory only."""
+    by what made them and reused by later runs with the same inputs; None writes them as scratch
+    shards in <run_dir>/shards, deleted when the run ends (a killed run started again finds them)."""
     backup_dir: str | None = None
     """Per-epoch backups for resuming a killed run: None = <run_dir>/backup, "none" = off."""
     seed: int = 0
