@@ -17,10 +17,10 @@ from train.run_folder import open_run
 
 
 def test_auto_is_mixed_only_with_a_gpu():
-    assert resolve_precision("auto", gpus=[]) == "float32"
-    assert resolve_precision("auto", gpus=["/physical_device:GPU:0"]) == "mixed"
-    assert resolve_precision("float32", gpus=["/physical_device:GPU:0"]) == "float32"
-    assert resolve_precision("mixed", gpus=[]) == "mixed"
+    assert resolve_precision("auto", has_gpu=False) == "float32"
+    assert resolve_precision("auto", has_gpu=True) == "mixed"
+    assert resolve_precision("float32", has_gpu=True) == "float32"
+    assert resolve_precision("mixed", has_gpu=False) == "mixed"
     with pytest.raises(ValueError, match="precision must be one of"):
         resolve_precision("bfloat16")
 

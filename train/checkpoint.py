@@ -102,10 +102,8 @@ class EpochBackup:
 
     def _restorable(self) -> list[int]:
         """The progress of the backed-up epochs this worker can restore (none: [0])."""
-        epochs = [progress(self.state)]
-        if self._previous() is not None:
-            epochs.append(progress(self._previous()))
-        return epochs
+        previous = self._previous()
+        return [progress(self.state)] + ([progress(previous)] if previous is not None else [])
 
     def _agreed_state(self, agreed: int) -> dict | None:
         """The backed-up epoch ``agreed`` (every worker has it): this backup's latest, or the one

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Iterator, Sequence
+from typing import Iterator
 
 from train.config import PRECISIONS
 
@@ -27,18 +27,28 @@ log = logging.getLogger(__name__)
 KERAS_POLICY = {"float32": "float32", "mixed": "mixed_float16"}
 
 
-def resolve_precision(precision: str, gpus: Sequence[object] | None = None) -> str:
-    """``float32`` or ``mixed``: ``auto`` becomes ``mixed`` when there is a GPU (``gpus``: the
-    physical GPU devices, listed by TensorFlow when not given)."""
+def gpu_visible() -> bool:
+    """Whether TensorFlow sees a GPU on this machine."""
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def resolve_precision(precision: str, has_gpu: bool | None = None) -> str:
+    """``float32`` or ``mixed``: ``auto`` becomes ``mixed`` when there is a GPU (``has_gpu``;
+    :func:`gpu_visible` when not given)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if precision != "auto":
         return precision
-    if gpus is None:
-        import tensorflow as tf
+    return "mixed" if (gpu_visible() if has_gpu is None else has_gpu) else "float32"
 
-        gpus = tf.config.list_physical_devices("GPU")
-    return "mixed" if gpus else "float32"
+
+def precision_key(precision: str) -> dict:
+    """The precision's part of what identifies a result (a feature cache, a backup): float16
+    arithmetic gives other numbers; float32 adds nothing, so keys made before precision existed
+    still match."""
+    return {} if precision == "float32" else {"precision": precision}
 
 
 @contextlib.contextmanager

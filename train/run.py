@@ -41,7 +41,7 @@ from train.layout import (
     SHARDS_DIR, SIAMESE_FILE, TEST_LIST, TRAIN_LIST,
 )
 from train.model import PairHead, build_pair_model, embedding_segments
-from train.precision import compute_policy, float32_encoder, resolve_precision
+from train.precision import compute_policy, float32_encoder, gpu_visible, precision_key, resolve_precision
 from train.plots import plot_history, retrieval_grid, save_rgb_png
 from train.sampling import balanced_pairs
 
@@ -216,19 +216,16 @@ def _agreed_precision(precision: str, strategy) -> str:
     gather = worker_values_gatherer(strategy)
     if precision != "auto" or gather is None:
         return resolve_precision(precision)
-    import tensorflow as tf
-
-    has_gpu = int(bool(tf.config.list_physical_devices("GPU")))
-    everywhere = all(row == [1] for row in gather([has_gpu]))
-    return resolve_precision(precision, gpus=["every worker has one"] if everywhere else [])
+    everywhere = all(row == [1] for row in gather([int(gpu_visible())]))
+    return resolve_precision(precision, has_gpu=everywhere)
 
 
 def _run_fingerprint(config: TrainConfig, run_dir: Path) -> str:
     """What a backup must have been made by to be resumed: the configuration (bar the switches
     that do not change the result) and the split lists just written."""
-    settings = {k: v for k, v in json.loads(config.to_json()).items() if k not in ("progress", "backup_dir", "cache_dir")}
-    if settings.get("precision") == "float32":  # as before precision existed: older backups stay usable
-        del settings["precision"]
+    ignored = ("progress", "backup_dir", "cache_dir", "precision")
+    settings = {k: v for k, v in json.loads(config.to_json()).items() if k not in ignored}
+    settings |= precision_key(config.precision)
     lists = [(run_dir / name).read_text(encoding="utf-8") for name in (TRAIN_LIST, TEST_LIST)]
     return fingerprint(json.dumps(settings, sort_keys=True), *lists)
 

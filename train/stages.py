@@ -27,6 +27,7 @@ from train.config import TrainConfig
 from train.data import ImageList
 from train.distribute import fit_one_epoch
 from train.features import augmented_views_to_shards, gather, lower_features_to_shards, pick_views, predict_chunks
+from train.precision import precision_key
 from train.shards import ShardedArray
 from train.model import (
     GENERIC_PROJECTION_LAYER,
@@ -92,7 +93,7 @@ def frozen_features(config: TrainConfig, parts: Parts, data_dir, train_set: Imag
         recalibrate_batchnorm(parts.tower, train_set.clean(fit_rows[:RECALIBRATION_IMAGES]))
     lower_digest = weights_digest(parts.lower)
     key = {"lower_weights": lower_digest, "input_size": config.input_size, "block": config.fine_tune_from_block,
-           **_precision_key(config)}
+           **precision_key(config.precision)}
     maps = {}
     for name, images in (("clean-train", train_set), ("clean-test", test_set)):
         maps[name] = cache.load_or_make(
@@ -144,7 +145,7 @@ def stage_2(config: TrainConfig, strategy, parts: Parts, embedder: keras.Model, 
     tick = time.time()
     key = lambda: {  # noqa: E731
         "lower_weights": features.lower_digest, "input_size": config.input_size, "block": config.fine_tune_from_block,
-        "views": config.augmented_views, "seed": config.seed, **_precision_key(config),
+        "views": config.augmented_views, "seed": config.seed, **precision_key(config.precision),
         "images": files_digest(data_dir, [train_set.records[i].path for i in fit_rows]),
     }
     views = cache.load_or_make("views", key, lambda folder: augmented_views_to_shards(
@@ -211,11 +212,6 @@ def cosine_schedule(config: TrainConfig, steps: int):
         warmup_steps=warmup,
         alpha=0.01,
     )
-
-
-def _precision_key(config: TrainConfig) -> dict:
-    """Part of a feature cache's key: float16 arithmetic gives other maps (float32 keeps the old keys)."""
-    return {} if config.precision == "float32" else {"precision": config.precision}
 
 
 def _compiled(embedder: keras.Model, config: TrainConfig, heads: objectives.Heads, learning_rate) -> keras.Model:
